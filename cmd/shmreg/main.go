@@ -1,0 +1,49 @@
+// Command shmreg is the one binary of the shmreg service registry: centers,
+// agents, the region tools, the demo and the benchmark harness.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// command is one subcommand: its one-line summary and its entry point. Each
+// subcommand parses its own flags from args and returns an error to print.
+type command struct {
+	summary string
+	run     func(args []string) error
+}
+
+func commands() map[string]command {
+	return map[string]command{}
+}
+
+func usage(cmds map[string]command) {
+	fmt.Fprintln(os.Stderr, "usage: shmreg <command> [flags]")
+	fmt.Fprintln(os.Stderr, "\ncommands:")
+	for _, name := range sortedNames(cmds) {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, cmds[name].summary)
+	}
+	fmt.Fprintln(os.Stderr, "\nRun 'shmreg <command> --help' for a command's flags.")
+}
+
+func main() {
+	cmds := commands()
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage(cmds)
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	cmd, ok := cmds[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "shmreg: unknown command %q\n\n", os.Args[1])
+		usage(cmds)
+		os.Exit(2)
+	}
+	if err := cmd.run(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "shmreg %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/shmreg/shmreg
+
+go 1.26.8
