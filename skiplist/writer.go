@@ -1,0 +1,218 @@
+package skiplist
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// ErrExists is returned by Link when a node with the same key is already in
+// the list; the error's companion offset names that node.
+var ErrExists = errors.New("skiplist: key already linked")
+
+// Allocator hands out pool memory to the writer. Alloc returns the offset of
+// size bytes, 8-byte aligned, that no reader can currently reach.
+type Allocator interface {
+	Alloc(size uint64) (uint64, error)
+}
+
+// Writer is the single writer of a list. It is not safe for concurrent use;
+// readers may walk the list while it writes.
+type Writer struct {
+	List
+	alloc Allocator
+	rng   uint64
+}
+
+// NewWriter returns the writer for the list whose head is at head. seed
+// varies tower heights between processes; any non-zero value works.
+func NewWriter(mem []byte, base, head uint64, alloc Allocator, seed uint64) (*Writer, error) {
+	l, err := New(mem, base, head)
+	if err != nil {
+		return nil, err
+	}
+	if seed == 0 {
+		seed = 0x9E3779B97F4A7C15
+	}
+	return &Writer{List: l, alloc: alloc, rng: seed}, nil
+}
+
+// InitHead writes an empty head node at off, which must have room for
+// NodeSize(MaxHeight) bytes. Only a region's creator calls it.
+func InitHead(mem []byte, base, off uint64) error {
+	if off < base || off%8 != 0 || off+NodeSize(MaxHeight) > uint64(len(mem)) {
+		return fmt.Errorf("skiplist: no room for a head node at %d", off)
+	}
+	clear(mem[off : off+NodeSize(MaxHeight)])
+	mem[off+16] = MaxHeight // height, little-endian uint32
+	return nil
+}
+
+// randomHeight draws a tower height with P(h > k) = 4^-k (xorshift64).
+func (w *Writer) randomHeight() int {
+	x := w.rng
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	w.rng = x
+	h := 1
+	for h < MaxHeight && x&3 == 0 {
+		h++
+		x >>= 2
+	}
+	return h
+}
+
+// NewNode allocates a node for key with room extra bytes right after the key
+// (for the first value) and writes everything but its links. It returns the
+// node's offset and the offset of the room. The node is unreachable until
+// Link.
+func (w *Writer) NewNode(key []byte, room uint64) (nodeOff, roomOff uint64, err error) {
+	h := w.randomHeight()
+	size := NodeSize(h) + uint64(len(key)) + room
+	off, err := w.alloc.Alloc(size)
+	if err != nil {
+		return 0, 0, err
+	}
+	keyOff := off + NodeSize(h)
+	if off%8 != 0 || off+size > uint64(len(w.mem)) || keyOff+uint64(len(key)) > MaxPairOffset {
+		return 0, 0, fmt.Errorf("skiplist: allocator returned %d+%d, outside the region", off, size)
+	}
+	b := w.mem[off : off+size]
+	clear(b[:NodeSize(h)])
+	copy(b[NodeSize(h):], key)
+	n := rawNode(w.mem, off)
+	n.key = Pair(keyOff, uint64(len(key)))
+	n.height = uint32(h)
+	return off, keyOff + uint64(len(key)), nil
+}
+
+// Link makes the node at off reachable: it sets the node's tower to its
+// successors and then publishes it bottom-up, one atomic store per level, so
+// a concurrent reader sees a valid list at every instant. If a node with the
+// same key is already linked, Link returns its offset and ErrExists.
+func (w *Writer) Link(off uint64) (uint64, error) {
+	n, err := w.node(off)
+	if err != nil {
+		return 0, err
+	}
+	key, err := w.Key(off)
+	if err != nil {
+		return 0, err
+	}
+	var preds [MaxHeight]uint64
+	succ, err := w.seek(key, &preds)
+	if err != nil {
+		return 0, err
+	}
+	if succ != 0 {
+		k, err := w.Key(succ)
+		if err != nil {
+			return 0, err
+		}
+		if bytes.Equal(k, key) {
+			return succ, ErrExists
+		}
+	}
+	h := n.levels()
+	for i := 0; i < h; i++ {
+		p, err := w.node(preds[i])
+		if err != nil {
+			return 0, err
+		}
+		n.storeNext(i, p.loadNext(i))
+	}
+	for i := 0; i < h; i++ {
+		p, _ := w.node(preds[i])
+		p.storeNext(i, off)
+	}
+	return 0, nil
+}
+
+// Unlink removes the node at off from every level it is linked at, top-down.
+// The node's own tower is left intact so that a reader standing on it still
+// reaches a live successor. Levels where the node is not linked (a writer
+// died while linking it) are skipped.
+func (w *Writer) Unlink(off uint64) error {
+	n, err := w.node(off)
+	if err != nil {
+		return err
+	}
+	key, err := w.Key(off)
+	if err != nil {
+		return err
+	}
+	var preds [MaxHeight]uint64
+	if _, err := w.seek(key, &preds); err != nil {
+		return err
+	}
+	for i := n.levels() - 1; i >= 0; i-- {
+		p, err := w.node(preds[i])
+		if err != nil {
+			return err
+		}
+		if p.loadNext(i) == off {
+			p.storeNext(i, n.loadNext(i))
+		}
+	}
+	return nil
+}
+
+// SetValue stores the packed value word of the node at off: the single
+// atomic store that publishes, replaces or (with 0) hides a value.
+func (w *Writer) SetValue(off, word uint64) error {
+	n, err := w.node(off)
+	if err != nil {
+		return err
+	}
+	n.storeValue(word)
+	return nil
+}
+
+// Remap points the writer at a new mapping of the same region (after the
+// file was grown in place). Offsets stay valid.
+func (w *Writer) Remap(mem []byte) {
+	w.mem = mem
+	w.maxSteps = len(mem)/int(NodeSize(1)) + 1
+}
+
+// Appender builds a list from keys supplied in strictly increasing order in
+// O(1) per key, by remembering the last node at every level. It is used to
+// build a fresh region (compaction) before any reader can see it.
+type Appender struct {
+	w    *Writer
+	last [MaxHeight]uint64
+	prev []byte
+}
+
+// NewAppender returns an appender for w's list, which must be empty.
+func NewAppender(w *Writer) *Appender {
+	a := &Appender{w: w}
+	for i := range a.last {
+		a.last[i] = w.head
+	}
+	return a
+}
+
+// Append adds key with the value bytes stored right after it, and returns
+// the node's offset.
+func (a *Appender) Append(key, value []byte) (uint64, error) {
+	if a.prev != nil && bytes.Compare(key, a.prev) <= 0 {
+		return 0, fmt.Errorf("skiplist: append of %q after %q is out of order", key, a.prev)
+	}
+	off, room, err := a.w.NewNode(key, uint64(len(value)))
+	if err != nil {
+		return 0, err
+	}
+	copy(a.w.mem[room:], value)
+	n := rawNode(a.w.mem, off)
+	for i := 0; i < n.levels(); i++ {
+		p := rawNode(a.w.mem, a.last[i])
+		p.storeNext(i, off)
+		a.last[i] = off
+	}
+	n.storeValue(Pair(room, uint64(len(value))))
+	k, _ := a.w.Key(off)
+	a.prev = k
+	return off, nil
+}
