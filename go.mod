@@ -1,3 +1,8 @@
 module github.com/shmreg/shmreg
 
 go 1.26.8
+
+require (
+	github.com/edsrzf/mmap-go v1.2.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

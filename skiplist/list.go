@@ -68,6 +68,50 @@ func (l *List) Key(off uint64) ([]byte, error) {
 	return k, nil
 }
 
+// Entry returns the key bytes and the packed value word of the node at off
+// in one bounds check: the point lookup's hot path.
+func (l *List) Entry(off uint64) ([]byte, uint64, error) {
+	n := nodeAt(l.mem, l.base, off)
+	if n == nil {
+		return nil, 0, fmt.Errorf("%w: no node fits at offset %d", ErrCorrupt, off)
+	}
+	k, ok := bytesAt(l.mem, n.key)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: key of node %d out of bounds", ErrCorrupt, off)
+	}
+	return k, n.loadValue(), nil
+}
+
+// Height returns the number of levels of the node at off.
+func (l *List) Height(off uint64) (int, error) {
+	n, err := l.node(off)
+	if err != nil {
+		return 0, err
+	}
+	return n.levels(), nil
+}
+
+// Next returns the offset of the node after off at level (0 = end).
+func (l *List) Next(off uint64, level int) (uint64, error) {
+	n, err := l.node(off)
+	if err != nil {
+		return 0, err
+	}
+	if level < 0 || level >= n.levels() {
+		return 0, fmt.Errorf("%w: level %d of node %d with height %d", ErrCorrupt, level, off, n.levels())
+	}
+	return n.loadNext(level), nil
+}
+
+// KeyWord returns the packed key word of the node at off.
+func (l *List) KeyWord(off uint64) (uint64, error) {
+	n, err := l.node(off)
+	if err != nil {
+		return 0, err
+	}
+	return n.key, nil
+}
+
 // ValueWord returns the packed value word of the node at off (0 = absent).
 func (l *List) ValueWord(off uint64) (uint64, error) {
 	n, err := l.node(off)

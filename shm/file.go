@@ -1,0 +1,204 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/shmreg/shmreg/skiplist"
+)
+
+// mapping is one mapped data file. A reader's mapping is read-only; the
+// writer's is read-write. A mapping never changes size: growing the region
+// means a new file and a new mapping.
+type mapping struct {
+	path string
+	mem  mmap.MMap
+	hdr  *dataHeader
+	list skiplist.List
+}
+
+// openMapping maps the data file at path and validates its header.
+func openMapping(path string, writable bool) (*mapping, error) {
+	flag, prot := os.O_RDONLY, mmap.RDONLY
+	if writable {
+		flag, prot = os.O_RDWR, mmap.RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fileError(path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fileError(path, err)
+	}
+	if fi.Size() < headerSize+int64(skiplist.NodeSize(skiplist.MaxHeight)) {
+		return nil, fmt.Errorf("%w: %s is %d bytes", ErrTruncated, path, fi.Size())
+	}
+	mm, err := mmap.Map(f, prot, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shm: map %s: %w", path, err)
+	}
+	m := &mapping{path: path, mem: mm, hdr: headerAt(mm)}
+	if err := m.validate(); err != nil {
+		_ = mm.Unmap()
+		return nil, err
+	}
+	return m, nil
+}
+
+// validate checks everything a reader relies on before following an offset
+// found in the header.
+func (m *mapping) validate() error {
+	h := m.hdr
+	if string(h.magic[:]) != dataMagic {
+		return fmt.Errorf("%w: %s", ErrBadMagic, m.path)
+	}
+	if h.version != LayoutVersion {
+		return fmt.Errorf("%w: %s has layout version %d, this build reads version %d", ErrLayoutVersion, m.path, h.version, LayoutVersion)
+	}
+	if h.headerSize != headerSize || h.poolStart != headerSize || h.maxHeight != skiplist.MaxHeight {
+		return fmt.Errorf("%w: %s has header size %d, pool start %d, max height %d", ErrCorrupt, m.path, h.headerSize, h.poolStart, h.maxHeight)
+	}
+	if h.fileSize > uint64(len(m.mem)) {
+		return fmt.Errorf("%w: %s is %d bytes but its header says %d", ErrTruncated, m.path, len(m.mem), h.fileSize)
+	}
+	if h.fileSize != uint64(len(m.mem)) {
+		return fmt.Errorf("%w: %s is %d bytes but its header says %d", ErrCorrupt, m.path, len(m.mem), h.fileSize)
+	}
+	l, err := skiplist.New(m.mem, headerSize, h.head)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.path, err)
+	}
+	m.list = l
+	return nil
+}
+
+func (m *mapping) unmap() error {
+	if m == nil || m.mem == nil {
+		return nil
+	}
+	err := m.mem.Unmap()
+	m.mem = nil
+	return err
+}
+
+func (m *mapping) size() uint64 { return uint64(len(m.mem)) }
+
+func (m *mapping) loadState() uint64      { return atomic.LoadUint64(&m.hdr.state) }
+func (m *mapping) loadGeneration() uint64 { return atomic.LoadUint64(&m.hdr.generation) }
+
+// createMapping creates a new data file of size bytes at a temporary name
+// beside path, pre-allocates it so that a full /dev/shm fails here and not
+// with SIGBUS later, and writes an empty region into it. The caller fills
+// it and publishes it with publish.
+func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (*mapping, error) {
+	if size < minRegionSize(indexCap) {
+		size = minRegionSize(indexCap)
+	}
+	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fileError(tmp, err)
+	}
+	defer f.Close()
+	fail := func(err error) (*mapping, error) {
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(fileError(tmp, err))
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return fail(fmt.Errorf("%w: %s needs %d bytes: %v", ErrNoSpace, tmp, size, err))
+		}
+		if !errors.Is(err, syscall.EOPNOTSUPP) {
+			return fail(fmt.Errorf("shm: allocate %s: %w", tmp, err))
+		}
+		// A file system without fallocate: fall back to a sparse file.
+		if err := f.Truncate(size); err != nil {
+			return fail(fileError(tmp, err))
+		}
+	}
+	mm, err := mmap.Map(f, mmap.RDWR, 0)
+	if err != nil {
+		return fail(fmt.Errorf("shm: map %s: %w", tmp, err))
+	}
+	m := &mapping{path: tmp, mem: mm, hdr: headerAt(mm)}
+	h := m.hdr
+	copy(h.magic[:], dataMagic)
+	h.version = LayoutVersion
+	h.headerSize = headerSize
+	h.fileSize = uint64(size)
+	h.poolStart = headerSize
+	h.createdNs = uint64(time.Now().UnixNano())
+	h.maxHeight = skiplist.MaxHeight
+	h.alloc = headerSize
+	h.head, _ = m.alloc(skiplist.NodeSize(skiplist.MaxHeight))
+	if err := skiplist.InitHead(mm, headerSize, h.head); err != nil {
+		_ = mm.Unmap()
+		return fail(err)
+	}
+	ix, err := m.newIndex(indexCap)
+	if err != nil {
+		_ = mm.Unmap()
+		return fail(err)
+	}
+	h.index = ix
+	h.generation = 1
+	if err := m.validate(); err != nil {
+		_ = mm.Unmap()
+		return fail(err)
+	}
+	return m, nil
+}
+
+// publish renames a mapping made by createMapping over path: from this
+// instant, opening path finds it.
+func (m *mapping) publish(path string) error {
+	if err := os.Rename(m.path, path); err != nil {
+		_ = os.Remove(m.path)
+		return fmt.Errorf("shm: publish %s: %w", path, err)
+	}
+	m.path = path
+	return nil
+}
+
+func minRegionSize(indexCap uint64) int64 {
+	return int64(headerSize + skiplist.NodeSize(skiplist.MaxHeight) + indexHeaderSize + 8*indexCap + 4096)
+}
+
+// alloc is the writer's bump allocator: 8-byte aligned, never reused.
+// It returns ErrFull when the file has no room left.
+func (m *mapping) alloc(size uint64) (uint64, error) {
+	off := (m.hdr.alloc + 7) &^ 7
+	if size > m.size() || off > m.size()-size {
+		return 0, ErrFull
+	}
+	m.hdr.alloc = off + size
+	return off, nil
+}
+
+// fileError turns an os error into one that names the region and wraps the
+// matching sentinel.
+func fileError(path string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: %s", ErrNoRegion, path)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("shm: %s: %w", path, err)
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %s: %v", ErrNoSpace, path, err)
+	}
+	return fmt.Errorf("shm: %s: %w", path, err)
+}

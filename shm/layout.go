@@ -1,0 +1,137 @@
+package shm
+
+import (
+	"unsafe"
+)
+
+// The region's layout, declared once. docs/LAYOUT.md draws it byte by byte
+// and include/shmreg.h declares it for C; layout_test.go checks that the
+// three agree. All fields are little-endian and naturally aligned.
+
+// LayoutVersion is the version of the layout this package reads and writes.
+// A region with any other version is refused with ErrLayoutVersion.
+const LayoutVersion = 1
+
+const (
+	dataMagic = "SHMREGD\x00"
+	ctlMagic  = "SHMREGC\x00"
+
+	headerSize  = 4096 // the data header; the pool starts right after it
+	ctlLockOff  = 4096 // the reader/writer lock's area in the control file
+	ctlSlotsOff = 8192 // the first reader slot in the control file
+	slotSize    = 64
+
+	// Bits of dataHeader.state.
+	stateSuperseded = 1 << 0 // a newer file replaced this one at the same path
+	stateCommitting = 1 << 1 // a commit is under way; set at a writer's open = it died mid-commit
+
+	// epochForced is stored by the writer into a slot held past its lease.
+	epochForced = ^uint64(0)
+
+	// Index slot values other than node references.
+	slotEmpty     = 0
+	slotTombstone = 1
+
+	indexHeaderSize = 32
+	placeCenterLen  = 64
+)
+
+// dataHeader is the first 4096 bytes of the data file.
+type dataHeader struct {
+	magic      [8]byte
+	version    uint32
+	headerSize uint32
+	fileSize   uint64
+	poolStart  uint64
+	createdNs  uint64
+	maxHeight  uint32
+	_          uint32
+	head       uint64
+	_          uint64
+
+	// Hot line (offset 64): loaded by every reader operation, stored only by
+	// the writer, each with atomic release stores / acquire loads.
+	state      uint64 // stateSuperseded | stateCommitting
+	generation uint64 // commits ever made; also the readers' epoch
+	index      uint64 // offset of the current index table
+	_          [5]uint64
+
+	// Writer line (offset 128): the writer's bookkeeping. Only the writer
+	// stores; readers load them (atomically) for statistics only.
+	alloc         uint64 // next free pool byte
+	entries       uint64 // live keys
+	liveBytes     uint64 // key + value bytes of live keys
+	garbageBytes  uint64 // retired bytes not reusable yet
+	writerPid     uint64
+	compactions   uint64
+	placeRevision uint64
+	_             uint64
+	placeCenter   [placeCenterLen]byte // offset 192
+
+	_ [headerSize - 256]byte
+}
+
+// ctlHeader is the first 4096 bytes of the control file. Readers write to
+// this file, so the writer trusts nothing in it but the futex word and its
+// own counters.
+type ctlHeader struct {
+	magic     [8]byte
+	version   uint32
+	slotCount uint32
+	fileSize  uint64
+	createdNs uint64
+	_         [4]uint64
+
+	// Notify line (offset 64).
+	notifySeq     uint32 // futex word: +1 after every commit (writer)
+	notifyWaiters uint32 // processes waiting on notifySeq (each waiter +1/-1)
+	_             [7]uint64
+
+	// Counters line (offset 128), written by the writer.
+	slotsForced uint64
+	slotsReaped uint64
+
+	_ [headerSize - 144]byte
+}
+
+// readerSlot is one reader's cache line in the control file. Only its owner
+// writes owner, pid and (except for FORCED) epoch.
+type readerSlot struct {
+	owner uint64 // 0 = free; else pid<<32 | nonce
+	epoch uint64 // 0 = idle; else the generation loaded when the read began
+	pid   uint32
+	_     [44]byte
+}
+
+// indexHeader precedes the slots of an index table.
+type indexHeader struct {
+	capacity   uint64 // a power of two
+	used       uint64
+	tombstones uint64
+	_          uint64
+}
+
+// The accessors below are the only places in the package that turn an offset
+// into a pointer. Each is given a mapping whose length the caller has checked
+// to cover the structure.
+
+func headerAt(mem []byte) *dataHeader { return (*dataHeader)(unsafe.Pointer(&mem[0])) }
+
+func ctlAt(mem []byte) *ctlHeader { return (*ctlHeader)(unsafe.Pointer(&mem[0])) }
+
+func slotAt(mem []byte, i int) *readerSlot {
+	return (*readerSlot)(unsafe.Pointer(&mem[ctlSlotsOff+i*slotSize]))
+}
+
+func indexAt(mem []byte, off uint64) *indexHeader {
+	return (*indexHeader)(unsafe.Pointer(&mem[off]))
+}
+
+// indexSlots returns the slot array of the table at off, which must hold n
+// slots inside mem.
+func indexSlots(mem []byte, off, n uint64) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&mem[off+indexHeaderSize])), n)
+}
+
+// word returns the 32-bit word at off, for the futex.
+func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }

@@ -1,0 +1,73 @@
+package shm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultDir is where regions live unless Options.Dir or $SHMREG_DIR says
+// otherwise: tmpfs, so the region outlives its writer but not a reboot.
+const DefaultDir = "/dev/shm/shmreg"
+
+// Limits on what one entry may hold.
+const (
+	MaxKeyLen   = 4096
+	MaxValueLen = 1<<24 - 1
+)
+
+// Options configure a region. The zero value is usable: every field has a
+// documented default.
+type Options struct {
+	// Dir is the directory a bare region name is resolved in. Default:
+	// $SHMREG_DIR if set, else DefaultDir. A path containing a slash is used
+	// as given.
+	Dir string
+	// Size is the data file's size when the writer creates it. Default 64 MiB.
+	// The writer grows the region (into a new file) when it fills.
+	Size int64
+	// Slots is the number of reader slots in the control file. Default 1024.
+	Slots int
+	// Perm is the data file's mode. Default 0644. The control file gets the
+	// same mode plus write for everyone who may read, because readers write
+	// their slots there.
+	Perm os.FileMode
+	// LockTimeout bounds how long the writer and snapshot readers wait for
+	// the region's reader/writer lock before forcing it. Default 2s.
+	LockTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Dir == "" {
+		o.Dir = os.Getenv("SHMREG_DIR")
+	}
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.Size <= 0 {
+		o.Size = 64 << 20
+	}
+	if o.Slots <= 0 {
+		o.Slots = 1024
+	}
+	if o.Perm == 0 {
+		o.Perm = 0o644
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 2 * time.Second
+	}
+	return o
+}
+
+// Resolve returns the data file path for name: name itself if it contains
+// a slash, else name inside the options' directory.
+func (o Options) Resolve(name string) string {
+	o = o.withDefaults()
+	if strings.ContainsRune(name, '/') {
+		return name
+	}
+	return filepath.Join(o.Dir, name)
+}
+
+func ctlPath(path string) string { return path + ".ctl" }

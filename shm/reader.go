@@ -1,0 +1,396 @@
+package shm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmreg/shmreg/skiplist"
+)
+
+// Reader reads a region straight from shared memory: no socket, no system
+// call and no lock on the lookup path. It maps the data file read-only, so
+// nothing it does can damage the region. A Reader is safe for concurrent
+// use by many goroutines.
+//
+// Every read announces itself in a reader slot of the control file (its
+// epoch) for as long as it runs, so that the writer never reuses memory the
+// read may still see. If the region is rebuilt into a new file (it grew, was
+// compacted, or was repaired after a writer crash) the Reader moves to the
+// new file at its next operation without returning an error.
+type Reader struct {
+	path string
+	ctl  *control
+	cur  atomic.Pointer[mapping]
+
+	handles sync.Pool // *readHandle, each owning one reader slot
+
+	mu       sync.Mutex // guards the fields below
+	mine     map[int]bool
+	retired  []retiredMapping
+	sweeper  *time.Timer
+	closed   bool
+	claimErr error
+	nonce    uint32
+}
+
+// readHandle is one claimed reader slot. Handles live in a sync.Pool, so a
+// goroutine usually gets back the slot its processor used last, and no two
+// concurrent reads share a slot.
+type readHandle struct {
+	i    int
+	slot *readerSlot
+}
+
+// retiredMapping is a superseded file still mapped because a read may be on
+// it. It is unmapped once no slot of ours holds an epoch below next, the
+// generation of its successor when we switched.
+type retiredMapping struct {
+	m    *mapping
+	next uint64
+}
+
+// Open opens the region called name for reading. The region must exist
+// (a writer creates it).
+func Open(name string, opts Options) (*Reader, error) {
+	opts = opts.withDefaults()
+	path := opts.Resolve(name)
+	ctl, err := openControl(ctlPath(path), false, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	m, err := openMapping(path, false)
+	if err != nil {
+		ctl.close()
+		return nil, err
+	}
+	r := &Reader{path: path, ctl: ctl, mine: map[int]bool{}}
+	r.cur.Store(m)
+	r.handles.New = func() any { return r.newHandle() }
+	return r, nil
+}
+
+// Path returns the data file's path.
+func (r *Reader) Path() string { return r.path }
+
+func (r *Reader) newHandle() any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.claimErr = ErrClosed
+		return nil
+	}
+	r.nonce++
+	i, err := r.ctl.claimSlot(r.nonce, r.mine)
+	if err != nil {
+		r.claimErr = err
+		return nil
+	}
+	r.mine[i] = true
+	h := &readHandle{i: i, slot: r.ctl.slot(i)}
+	// A handle the pool drops at a garbage collection gives its slot back.
+	runtime.AddCleanup(h, r.releaseSlot, i)
+	return h
+}
+
+func (r *Reader) releaseSlot(i int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || !r.mine[i] {
+		return
+	}
+	delete(r.mine, i)
+	r.ctl.releaseSlot(i)
+}
+
+// begin starts a read: it pins the current mapping by publishing its
+// generation in a slot of ours. The second load of cur closes the race with
+// a concurrent switch: a sweeper that switched and then found our slot idle
+// has also made us see the new mapping here, so we retry on it.
+func (r *Reader) begin() (*readHandle, *mapping, uint64, error) {
+	h, _ := r.handles.Get().(*readHandle)
+	if h == nil {
+		r.mu.Lock()
+		err := r.claimErr
+		r.mu.Unlock()
+		return nil, nil, 0, err
+	}
+	for tries := 0; ; tries++ {
+		m := r.cur.Load()
+		if m == nil {
+			r.handles.Put(h)
+			return nil, nil, 0, ErrClosed
+		}
+		if m.loadState()&stateSuperseded != 0 && tries < 8 {
+			// A failed reopen keeps us on the superseded file, which is
+			// still a whole, readable region, only no longer updated.
+			if err := r.reopen(m); err == nil {
+				continue
+			}
+		}
+		e := m.loadGeneration()
+		atomic.StoreUint64(&h.slot.epoch, e)
+		if r.cur.Load() == m {
+			return h, m, e, nil
+		}
+		atomic.StoreUint64(&h.slot.epoch, 0)
+	}
+}
+
+// end finishes a read. If the writer forced the slot free meanwhile, what
+// the read saw may have been reused: it reports ErrEvicted.
+func (r *Reader) end(h *readHandle, e uint64) error {
+	if !atomic.CompareAndSwapUint64(&h.slot.epoch, e, 0) {
+		atomic.StoreUint64(&h.slot.epoch, 0)
+		r.handles.Put(h)
+		return fmt.Errorf("%w (%s)", ErrEvicted, r.path)
+	}
+	r.handles.Put(h)
+	return nil
+}
+
+// reopen switches from the superseded mapping old to the file now at the
+// path.
+func (r *Reader) reopen(old *mapping) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.cur.Load() != old {
+		return nil
+	}
+	nm, err := openMapping(r.path, false)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(nm)
+	r.retired = append(r.retired, retiredMapping{m: old, next: nm.loadGeneration()})
+	r.sweepLocked()
+	return nil
+}
+
+// sweepLocked unmaps retired mappings no read of ours can still be on, and
+// schedules itself again while some remain.
+func (r *Reader) sweepLocked() {
+	kept := r.retired[:0]
+	for _, rm := range r.retired {
+		busy := false
+		for i := range r.mine {
+			e := atomic.LoadUint64(&r.ctl.slot(i).epoch)
+			if e != 0 && (e < rm.next || e == epochForced) {
+				busy = true
+				break
+			}
+		}
+		if busy {
+			kept = append(kept, rm)
+		} else {
+			_ = rm.m.unmap()
+		}
+	}
+	r.retired = kept
+	if len(r.retired) > 0 && r.sweeper == nil {
+		r.sweeper = time.AfterFunc(20*time.Millisecond, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.sweeper = nil
+			if !r.closed {
+				r.sweepLocked()
+			}
+		})
+	}
+}
+
+// Get returns a copy of key's value, or ErrNotFound. On a hit it allocates
+// only the returned slice.
+func (r *Reader) Get(key []byte) (value []byte, err error) {
+	h, m, e, err := r.begin()
+	if err != nil {
+		return nil, err
+	}
+	v, err := find(m, key)
+	if err == nil {
+		value = append(make([]byte, 0, len(v)), v...)
+	}
+	if eerr := r.end(h, e); eerr != nil {
+		return nil, eerr
+	}
+	return value, err
+}
+
+// View calls fn with key's value as it lies in shared memory, without
+// copying it. The slice is valid only until fn returns: it must not be
+// retained, and fn must not modify it (the mapping is read-only; a write
+// faults). If the key is absent View returns ErrNotFound without calling fn.
+// View allocates nothing.
+func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
+	h, m, e, err := r.begin()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if eerr := r.end(h, e); eerr != nil {
+			err = eerr
+		}
+	}()
+	v, err := find(m, key)
+	if err != nil {
+		return err
+	}
+	return fn(v)
+}
+
+// find looks key up in m. A corrupt region, or a file truncated under us
+// (SIGBUS), becomes ErrCorrupt rather than a crash.
+func find(m *mapping, key []byte) (v []byte, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
+		}
+	}()
+	node, w, err := m.lookup(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.path, err)
+	}
+	if node == 0 || w == 0 {
+		return nil, ErrNotFound
+	}
+	return m.list.Bytes(w)
+}
+
+// Scan calls fn for every live entry whose key starts with prefix, in key
+// order, until fn returns false. The slices are valid only inside fn, as
+// with View. Entries committed during the scan may or may not be seen; use
+// Snapshot for a consistent view of many keys.
+func (r *Reader) Scan(prefix []byte, fn func(key, value []byte) bool) (err error) {
+	h, m, e, err := r.begin()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if eerr := r.end(h, e); eerr != nil {
+			err = eerr
+		}
+	}()
+	return scan(m, prefix, fn)
+}
+
+func scan(m *mapping, prefix []byte, fn func(key, value []byte) bool) error {
+	it, err := seek(m, prefix)
+	for err == nil && it.Valid() && bytes.HasPrefix(it.Key(), prefix) {
+		if !fn(it.Key(), it.Value()) {
+			return nil
+		}
+		err = next(m, &it)
+	}
+	if err != nil {
+		return err
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("%s: %w", m.path, err)
+	}
+	return nil
+}
+
+// seek and next are the iterator's steps, guarded like find; fn is called
+// outside the guard so a panic of the caller's stays the caller's.
+func seek(m *mapping, prefix []byte) (it skiplist.Iterator, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
+		}
+	}()
+	return m.list.Seek(prefix), nil
+}
+
+func next(m *mapping, it *skiplist.Iterator) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
+		}
+	}()
+	it.Next()
+	return nil
+}
+
+// Len returns the number of live entries.
+func (r *Reader) Len() int {
+	m := r.cur.Load()
+	if m == nil {
+		return 0
+	}
+	return int(atomic.LoadUint64(&m.hdr.entries))
+}
+
+// Generation returns the number of commits made to the region so far.
+func (r *Reader) Generation() uint64 {
+	m := r.cur.Load()
+	if m == nil {
+		return 0
+	}
+	return m.loadGeneration()
+}
+
+// Place returns the center and revision the region's writer recorded.
+func (r *Reader) Place() (center string, revision uint64) {
+	h, m, e, err := r.begin()
+	if err != nil {
+		return "", 0
+	}
+	defer r.end(h, e)
+	return placeOf(m.hdr)
+}
+
+// Seq returns the region's change sequence: a counter that the writer bumps
+// after every commit, to pass to Wait.
+func (r *Reader) Seq() uint32 { return atomic.LoadUint32(r.ctl.notifySeq()) }
+
+// Wait blocks until the change sequence differs from seen, and returns the
+// new value. It sleeps on a futex in the control file, woken by the writer's
+// commit, and returns ctx's error when ctx ends.
+func (r *Reader) Wait(ctx context.Context, seen uint32) (uint32, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return seen, err
+		}
+		slice := 100 * time.Millisecond
+		if d, ok := ctx.Deadline(); ok {
+			slice = min(slice, max(time.Until(d), time.Microsecond))
+		}
+		if cur := r.ctl.wait(seen, slice); cur != seen {
+			return cur, nil
+		}
+	}
+}
+
+// Close releases the reader's slots and mappings. Slices obtained from View
+// or Scan must not be used after Close.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.sweeper != nil {
+		r.sweeper.Stop()
+	}
+	for i := range r.mine {
+		r.ctl.releaseSlot(i)
+	}
+	for _, rm := range r.retired {
+		_ = rm.m.unmap()
+	}
+	m := r.cur.Swap(nil)
+	err := m.unmap()
+	if cerr := r.ctl.close(); err == nil {
+		err = cerr
+	}
+	return err
+}

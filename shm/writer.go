@@ -1,0 +1,479 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmreg/shmreg/skiplist"
+)
+
+// Writer is the one process that changes a region. It is safe for use by
+// many goroutines; their calls are serialized. A second Writer on the same
+// region, in any process, is refused with ErrWriterBusy for as long as the
+// first is open.
+//
+// Each Put, Delete or Commit is one commit: its changes are written so that
+// lock-free readers always see a valid region (docs/LAYOUT.md gives the
+// publication order), then the generation is bumped and waiting readers are
+// woken once. Readers may observe the entries of a multi-key commit one at a
+// time; a reader that needs a consistent view of many keys takes a Snapshot.
+type Writer struct {
+	mu     sync.Mutex
+	path   string
+	opts   Options
+	ctl    *control
+	m      *mapping
+	list   *skiplist.Writer
+	lock   *regionLock
+	inTx   bool
+	closed bool
+}
+
+// OpenWriter opens the region called name for writing, creating it if it
+// does not exist. If the last writer died in the middle of a commit, the
+// region is rebuilt from its live entries before OpenWriter returns; readers
+// keep reading the old file until the new one is published.
+func OpenWriter(name string, opts Options) (*Writer, error) {
+	opts = opts.withDefaults()
+	path := opts.Resolve(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fileError(filepath.Dir(path), err)
+	}
+	ctl, err := openControl(ctlPath(path), true, opts.Slots, ctlPerm(opts.Perm))
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(ctl.file.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		ctl.close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is open for writing by another process", ErrWriterBusy, path)
+		}
+		return nil, fmt.Errorf("shm: lock %s: %w", ctl.file.Name(), err)
+	}
+	w := &Writer{path: path, opts: opts, ctl: ctl}
+	if w.lock, err = newRegionLock(ctl, opts.LockTimeout); err != nil {
+		ctl.close()
+		return nil, err
+	}
+	m, err := openMapping(path, true)
+	if errors.Is(err, ErrNoRegion) {
+		m, err = createMapping(path, opts.Size, opts.Perm, minIndexCap)
+		if err == nil {
+			err = m.publish(path)
+		}
+	}
+	if err != nil {
+		ctl.close()
+		return nil, err
+	}
+	if err := w.use(m); err != nil {
+		m.unmap()
+		ctl.close()
+		return nil, err
+	}
+	if m.loadState()&(stateCommitting|stateSuperseded) != 0 {
+		// The last writer died mid-commit: the list is valid at level 0 (every
+		// link is one atomic store of a complete node) but counters and the
+		// index may be behind. Rebuild from the list.
+		if err := w.compact(0); err != nil {
+			w.closeFiles()
+			return nil, fmt.Errorf("shm: repair %s after a writer died mid-commit: %w", path, err)
+		}
+	}
+	w.m.hdr.writerPid = uint64(os.Getpid())
+	return w, nil
+}
+
+func ctlPerm(p os.FileMode) os.FileMode { return p | (p&0o444)>>1 }
+
+// use makes m the writer's current mapping.
+func (w *Writer) use(m *mapping) error {
+	l, err := skiplist.NewWriter(m.mem, headerSize, m.hdr.head, m, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return err
+	}
+	w.m, w.list = m, l
+	return nil
+}
+
+// Alloc lets the skiplist allocate from the writer's current mapping.
+func (m *mapping) Alloc(size uint64) (uint64, error) { return m.alloc(size) }
+
+// Path returns the data file's path.
+func (w *Writer) Path() string { return w.path }
+
+// Put sets key to value in one commit.
+func (w *Writer) Put(key, value []byte) error {
+	if err := checkEntry(key, value); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.begin(); err != nil {
+		return err
+	}
+	err := w.put(key, value)
+	return w.end(err)
+}
+
+// Delete removes key in one commit. It reports whether the key was present.
+func (w *Writer) Delete(key []byte) (bool, error) {
+	if err := checkEntry(key, nil); err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.begin(); err != nil {
+		return false, err
+	}
+	ok, err := w.delete(key)
+	return ok, w.end(err)
+}
+
+// Batch collects changes applied by Commit as one commit with one wake-up.
+// It keeps references to the slices given to it until Commit returns.
+type Batch struct {
+	ops      []batchOp
+	place    bool
+	center   string
+	revision uint64
+}
+
+type batchOp struct {
+	key, value []byte
+	delete     bool
+}
+
+// Put adds a put of key to the batch.
+func (b *Batch) Put(key, value []byte) { b.ops = append(b.ops, batchOp{key: key, value: value}) }
+
+// Delete adds a delete of key to the batch.
+func (b *Batch) Delete(key []byte) { b.ops = append(b.ops, batchOp{key: key, delete: true}) }
+
+// SetPlace records, in the same commit, where the region's content came
+// from: the center the agent follows and the revision it has applied.
+func (b *Batch) SetPlace(center string, revision uint64) {
+	b.place, b.center, b.revision = true, center, revision
+}
+
+// Len returns the number of changes in the batch.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Reset empties the batch for reuse.
+func (b *Batch) Reset() { *b = Batch{ops: b.ops[:0]} }
+
+// Commit applies every change in b, in order, as one commit. Entries are
+// validated first, so an invalid entry rejects the batch before anything is
+// written.
+func (w *Writer) Commit(b *Batch) error {
+	for _, op := range b.ops {
+		if err := checkEntry(op.key, op.value); err != nil {
+			return err
+		}
+	}
+	if len(b.center) > placeCenterLen {
+		return fmt.Errorf("shm: center id %q longer than %d bytes", b.center, placeCenterLen)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.begin(); err != nil {
+		return err
+	}
+	var err error
+	for _, op := range b.ops {
+		if op.delete {
+			_, err = w.delete(op.key)
+		} else {
+			err = w.put(op.key, op.value)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil && b.place {
+		h := w.m.hdr
+		clear(h.placeCenter[:])
+		copy(h.placeCenter[:], b.center)
+		h.placeRevision = b.revision
+	}
+	return w.end(err)
+}
+
+// Place returns the center and revision recorded by the last SetPlace.
+func (w *Writer) Place() (center string, revision uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return "", 0
+	}
+	return placeOf(w.m.hdr)
+}
+
+func placeOf(h *dataHeader) (string, uint64) {
+	c := h.placeCenter[:]
+	for i, b := range c {
+		if b == 0 {
+			c = c[:i]
+			break
+		}
+	}
+	return string(c), atomic.LoadUint64(&h.placeRevision)
+}
+
+func checkEntry(key, value []byte) error {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes (limit 1..%d)", ErrKeyTooLarge, len(key), MaxKeyLen)
+	}
+	if len(value) > MaxValueLen {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(value), MaxValueLen)
+	}
+	return nil
+}
+
+// begin starts a commit: take the region lock's write side (so snapshot
+// readers see commits whole) and mark the region as mid-commit.
+func (w *Writer) begin() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if err := w.lock.lock(); err != nil {
+		return err
+	}
+	w.inTx = true
+	atomic.StoreUint64(&w.m.hdr.state, w.m.loadState()|stateCommitting)
+	return nil
+}
+
+// end finishes a commit whatever happened in it: what was applied stays
+// applied (each change is complete on its own), the generation moves on and
+// readers are woken.
+func (w *Writer) end(err error) error {
+	h := w.m.hdr
+	atomic.AddUint64(&h.generation, 1)
+	atomic.StoreUint64(&h.state, w.m.loadState()&^stateCommitting)
+	w.inTx = false
+	if uerr := w.lock.unlock(); err == nil {
+		err = uerr
+	}
+	w.ctl.notify()
+	return err
+}
+
+// put applies one put, growing the region once if it is full.
+func (w *Writer) put(key, value []byte) error {
+	err := w.tryPut(key, value)
+	if errors.Is(err, ErrFull) {
+		need := skiplist.NodeSize(skiplist.MaxHeight) + uint64(len(key)+len(value)) + 64
+		if err := w.compact(need); err != nil {
+			return err
+		}
+		err = w.tryPut(key, value)
+	}
+	return err
+}
+
+func (w *Writer) tryPut(key, value []byte) error {
+	m := w.m
+	h := m.hdr
+	t, err := m.currentTable()
+	if err != nil {
+		return err
+	}
+	hash := Hash(key)
+	_, node, err := m.findSlot(t, key, hash)
+	if err != nil {
+		return err
+	}
+	if node != 0 {
+		// Update: the new value goes to fresh bytes, then one atomic swap.
+		old, err := m.list.ValueWord(node)
+		if err != nil {
+			return err
+		}
+		voff, err := m.alloc(uint64(len(value)))
+		if err != nil {
+			return err
+		}
+		copy(m.mem[voff:], value)
+		if err := w.list.SetValue(node, skiplist.Pair(voff, uint64(len(value)))); err != nil {
+			return err
+		}
+		_, oldLen := skiplist.Unpair(old)
+		h.liveBytes = h.liveBytes + uint64(len(value)) - oldLen
+		h.garbageBytes += oldLen
+		return nil
+	}
+	if needsRebuild(t) {
+		if err := m.rebuildIndex(); err != nil {
+			return err
+		}
+		if t, err = m.currentTable(); err != nil {
+			return err
+		}
+	}
+	off, room, err := w.list.NewNode(key, uint64(len(value)))
+	if err != nil {
+		return err
+	}
+	copy(m.mem[room:], value)
+	existing, err := w.list.Link(off)
+	if errors.Is(err, skiplist.ErrExists) {
+		// A node for key is linked but not indexed: a writer died between
+		// linking and indexing it. Adopt that node; the value bytes just
+		// written stay where they are.
+		h.garbageBytes += room - off
+		off = existing
+	} else if err != nil {
+		return err
+	}
+	insertSlot(t, hash, off)
+	if err := w.list.SetValue(off, skiplist.Pair(room, uint64(len(value)))); err != nil {
+		return err
+	}
+	h.entries++
+	h.liveBytes += uint64(len(key) + len(value))
+	return nil
+}
+
+func (w *Writer) delete(key []byte) (bool, error) {
+	m := w.m
+	h := m.hdr
+	t, err := m.currentTable()
+	if err != nil {
+		return false, err
+	}
+	i, node, err := m.findSlot(t, key, Hash(key))
+	if err != nil || node == 0 {
+		return false, err
+	}
+	old, err := m.list.ValueWord(node)
+	if err != nil {
+		return false, err
+	}
+	if err := w.list.SetValue(node, 0); err != nil {
+		return false, err
+	}
+	removeSlot(t, i)
+	if err := w.list.Unlink(node); err != nil {
+		return true, err
+	}
+	_, oldLen := skiplist.Unpair(old)
+	h.entries--
+	h.liveBytes -= uint64(len(key)) + oldLen
+	h.garbageBytes += uint64(len(key)) + oldLen + skiplist.NodeSize(1)
+	return true, nil
+}
+
+// Compact rebuilds the region into a new file holding only its live entries
+// (at the same size, or larger if they need it) and publishes it; readers
+// move to it at their next operation.
+func (w *Writer) Compact() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if err := w.lock.lock(); err != nil {
+		return err
+	}
+	err := w.compact(0)
+	if uerr := w.lock.unlock(); err == nil {
+		err = uerr
+	}
+	w.ctl.notify()
+	return err
+}
+
+// compact builds a new file from the live entries of the current one, with
+// at least extra bytes free, publishes it over the path and marks the old
+// file superseded.
+func (w *Writer) compact(extra uint64) error {
+	old := w.m
+	entries := atomic.LoadUint64(&old.hdr.entries)
+	live := atomic.LoadUint64(&old.hdr.liveBytes)
+	indexCap := indexCapFor(entries)
+	// Room for the live data as it was laid out (nodes average 1.33 levels),
+	// twice over so the region does not immediately fill again.
+	estimate := uint64(minRegionSize(indexCap)) + entries*(skiplist.NodeSize(2)+8) + live
+	size := max(old.size(), uint64(w.opts.Size))
+	for size < 2*estimate+extra {
+		size *= 2
+	}
+	nm, err := createMapping(w.path, int64(size), w.opts.Perm, indexCap)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		_ = os.Remove(nm.path)
+		_ = nm.unmap()
+		return err
+	}
+	nl, err := skiplist.NewWriter(nm.mem, headerSize, nm.hdr.head, nm, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return fail(err)
+	}
+	t, err := nm.currentTable()
+	if err != nil {
+		return fail(err)
+	}
+	app := skiplist.NewAppender(nl)
+	var n, bytes uint64
+	it := old.list.Seek(nil)
+	for ; it.Valid(); it.Next() {
+		off, err := app.Append(it.Key(), it.Value())
+		if err != nil {
+			return fail(err)
+		}
+		insertSlot(t, Hash(it.Key()), off)
+		n++
+		bytes += uint64(len(it.Key()) + len(it.Value()))
+	}
+	if err := it.Err(); err != nil {
+		return fail(fmt.Errorf("read live entries of %s: %w", old.path, err))
+	}
+	h, oh := nm.hdr, old.hdr
+	h.entries, h.liveBytes = n, bytes
+	h.generation = atomic.LoadUint64(&oh.generation) + 1
+	h.compactions = oh.compactions + 1
+	h.placeCenter, h.placeRevision = oh.placeCenter, oh.placeRevision
+	h.writerPid = uint64(os.Getpid())
+	if w.inTx {
+		h.state = stateCommitting
+	}
+	if err := nm.publish(w.path); err != nil {
+		return fail(err)
+	}
+	atomic.StoreUint64(&oh.state, old.loadState()|stateSuperseded)
+	if err := w.use(nm); err != nil {
+		return err
+	}
+	return old.unmap()
+}
+
+// Close releases the region. The files stay: readers keep reading, and the
+// next writer carries on from them.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.closeFiles()
+}
+
+func (w *Writer) closeFiles() error {
+	err := w.m.unmap()
+	if cerr := w.ctl.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
