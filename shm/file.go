@@ -144,6 +144,7 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 	h.createdNs = uint64(time.Now().UnixNano())
 	h.maxHeight = skiplist.MaxHeight
 	h.alloc = headerSize
+	h.valueAlloc = uint64(size)
 	h.head, _ = m.alloc(skiplist.NodeSize(skiplist.MaxHeight))
 	if err := skiplist.InitHead(mm, headerSize, h.head); err != nil {
 		_ = mm.Unmap()
@@ -178,15 +179,45 @@ func minRegionSize(indexCap uint64) int64 {
 	return int64(headerSize + skiplist.NodeSize(skiplist.MaxHeight) + indexHeaderSize + 8*indexCap + 4096)
 }
 
-// alloc is the writer's bump allocator: 8-byte aligned, never reused.
-// It returns ErrFull when the file has no room left.
+// The writer's allocator is two bump cursors that grow toward each other:
+// nodes, keys and index tables from the bottom of the pool, values from the
+// top. Keeping the small, hot structures a lookup walks (index slot, node,
+// key) dense and apart from the values makes a lookup touch fewer pages,
+// which is what a random lookup pays for. Nothing is reused; ErrFull means
+// the cursors met.
+
+// alloc takes size bytes, 8-byte aligned, from the bottom cursor.
 func (m *mapping) alloc(size uint64) (uint64, error) {
 	off := (m.hdr.alloc + 7) &^ 7
-	if size > m.size() || off > m.size()-size {
+	if size > m.hdr.valueAlloc || off > m.hdr.valueAlloc-size {
 		return 0, ErrFull
 	}
 	m.hdr.alloc = off + size
 	return off, nil
+}
+
+// allocValue takes size bytes, 8-byte aligned, from the top cursor.
+func (m *mapping) allocValue(size uint64) (uint64, error) {
+	end := m.hdr.valueAlloc
+	if size > end {
+		return 0, ErrFull
+	}
+	off := (end - size) &^ 7
+	if off < m.hdr.alloc {
+		return 0, ErrFull
+	}
+	m.hdr.valueAlloc = off
+	return off, nil
+}
+
+// storeValue copies value into fresh pool bytes and returns its pair word.
+func (m *mapping) storeValue(value []byte) (uint64, error) {
+	off, err := m.allocValue(uint64(len(value)))
+	if err != nil {
+		return 0, err
+	}
+	copy(m.mem[off:], value)
+	return skiplist.Pair(off, uint64(len(value))), nil
 }
 
 // fileError turns an os error into one that names the region and wraps the

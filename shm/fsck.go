@@ -33,11 +33,11 @@ func Fsck(name string, opts Options) (FsckReport, error) {
 		return FsckReport{Path: opts.Resolve(name)}, err
 	}
 	defer r.Close()
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return FsckReport{Path: r.path}, err
 	}
-	defer r.end(h, e)
+	defer r.end(h)
 	return fsck(m), nil
 }
 
@@ -61,10 +61,19 @@ func fsck(m *mapping) (rep FsckReport) {
 		add("allocation cursor %d outside the pool [%d, %d]", alloc, headerSize, m.size())
 		alloc = m.size()
 	}
+	valueAlloc := atomic.LoadUint64(&hdr.valueAlloc)
+	if valueAlloc < alloc || valueAlloc > m.size() {
+		add("value cursor %d outside [%d, %d]", valueAlloc, alloc, m.size())
+		valueAlloc = alloc
+	}
 	committing := m.loadState()&stateCommitting != 0
 	inPool := func(w uint64) bool {
 		off, n := skiplist.Unpair(w)
 		return off >= headerSize && off+n <= alloc
+	}
+	inValues := func(w uint64) bool {
+		off, n := skiplist.Unpair(w)
+		return off >= valueAlloc && off+n <= m.size()
 	}
 	l := &m.list
 
@@ -100,8 +109,8 @@ func fsck(m *mapping) (rep FsckReport) {
 		}
 		prev = k
 		if w != 0 {
-			if !inPool(w) {
-				add("node %d (%q): value outside the allocated pool", off, k)
+			if !inValues(w) {
+				add("node %d (%q): value outside the allocated value area", off, k)
 			}
 			_, n := skiplist.Unpair(w)
 			live++

@@ -25,8 +25,9 @@ const (
 	stateSuperseded = 1 << 0 // a newer file replaced this one at the same path
 	stateCommitting = 1 << 1 // a commit is under way; set at a writer's open = it died mid-commit
 
-	// epochForced is stored by the writer into a slot held past its lease.
-	epochForced = ^uint64(0)
+	// epochForced is the bit the writer sets in the epoch of a slot held past
+	// its lease (the low bits then hold the generation at which it forced it).
+	epochForced = 1 << 63
 
 	// Index slot values other than node references.
 	slotEmpty     = 0
@@ -58,14 +59,14 @@ type dataHeader struct {
 
 	// Writer line (offset 128): the writer's bookkeeping. Only the writer
 	// stores; readers load them (atomically) for statistics only.
-	alloc         uint64 // next free pool byte
+	alloc         uint64 // low cursor: next free byte for nodes, keys, index tables (grows up)
 	entries       uint64 // live keys
 	liveBytes     uint64 // key + value bytes of live keys
 	garbageBytes  uint64 // retired bytes not reusable yet
 	writerPid     uint64
 	compactions   uint64
 	placeRevision uint64
-	_             uint64
+	valueAlloc    uint64 // high cursor: lowest byte used by values (grows down from fileSize)
 	placeCenter   [placeCenterLen]byte // offset 192
 
 	_ [headerSize - 256]byte

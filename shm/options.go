@@ -36,6 +36,11 @@ type Options struct {
 	// LockTimeout bounds how long the writer and snapshot readers wait for
 	// the region's reader/writer lock before forcing it. Default 2s.
 	LockTimeout time.Duration
+	// ReadLease is the longest a single read (a View or Scan callback
+	// included) may run. A read older than this may be forced out of its slot
+	// by the writer and then fails with ErrEvicted; a superseded mapping is
+	// unmapped this long after the reader left it. Default 10s.
+	ReadLease time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -56,6 +61,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = 2 * time.Second
+	}
+	if o.ReadLease <= 0 {
+		o.ReadLease = 10 * time.Second
 	}
 	return o
 }

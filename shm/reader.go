@@ -24,9 +24,10 @@ import (
 // compacted, or was repaired after a writer crash) the Reader moves to the
 // new file at its next operation without returning an error.
 type Reader struct {
-	path string
-	ctl  *control
-	cur  atomic.Pointer[mapping]
+	path  string
+	lease time.Duration
+	ctl   *control
+	cur   atomic.Pointer[mapping]
 
 	handles sync.Pool // *readHandle, each owning one reader slot
 
@@ -48,11 +49,12 @@ type readHandle struct {
 }
 
 // retiredMapping is a superseded file still mapped because a read may be on
-// it. It is unmapped once no slot of ours holds an epoch below next, the
-// generation of its successor when we switched.
+// it. It is unmapped after the read lease: reads do not publish which mapping
+// they use (that would cost a fenced store on every read), and no read may
+// legitimately run longer than the lease.
 type retiredMapping struct {
-	m    *mapping
-	next uint64
+	m     *mapping
+	until time.Time
 }
 
 // Open opens the region called name for reading. The region must exist
@@ -69,7 +71,7 @@ func Open(name string, opts Options) (*Reader, error) {
 		ctl.close()
 		return nil, err
 	}
-	r := &Reader{path: path, ctl: ctl, mine: map[int]bool{}}
+	r := &Reader{path: path, lease: opts.ReadLease, ctl: ctl, mine: map[int]bool{}}
 	r.cur.Store(m)
 	r.handles.New = func() any { return r.newHandle() }
 	return r, nil
@@ -108,23 +110,30 @@ func (r *Reader) releaseSlot(i int) {
 	r.ctl.releaseSlot(i)
 }
 
-// begin starts a read: it pins the current mapping by publishing its
-// generation in a slot of ours. The second load of cur closes the race with
-// a concurrent switch: a sweeper that switched and then found our slot idle
-// has also made us see the new mapping here, so we retry on it.
-func (r *Reader) begin() (*readHandle, *mapping, uint64, error) {
+// begin starts a read and pins the current mapping's memory against reuse.
+//
+// The slot's epoch stays published between reads (an idle slot simply holds
+// the generation of its last read), so the common case, a read at the same
+// generation as the last one, writes nothing and executes no fenced
+// instruction: independent lookups overlap in the processor like lookups in
+// a Go map. When the generation moved, the new one is published with a
+// sequentially consistent store and re-checked, so that the writer, which
+// scans slots before reusing memory, can never miss a read that might see a
+// block retired at or after the published generation. See docs/LAYOUT.md
+// (reader slots) for the writer's side.
+func (r *Reader) begin() (*readHandle, *mapping, error) {
 	h, _ := r.handles.Get().(*readHandle)
 	if h == nil {
 		r.mu.Lock()
 		err := r.claimErr
 		r.mu.Unlock()
-		return nil, nil, 0, err
+		return nil, nil, err
 	}
 	for tries := 0; ; tries++ {
 		m := r.cur.Load()
 		if m == nil {
 			r.handles.Put(h)
-			return nil, nil, 0, ErrClosed
+			return nil, nil, ErrClosed
 		}
 		if m.loadState()&stateSuperseded != 0 && tries < 8 {
 			// A failed reopen keeps us on the superseded file, which is
@@ -133,24 +142,24 @@ func (r *Reader) begin() (*readHandle, *mapping, uint64, error) {
 				continue
 			}
 		}
-		e := m.loadGeneration()
-		atomic.StoreUint64(&h.slot.epoch, e)
-		if r.cur.Load() == m {
-			return h, m, e, nil
+		g := m.loadGeneration()
+		for atomic.LoadUint64(&h.slot.epoch) != g {
+			atomic.StoreUint64(&h.slot.epoch, g)
+			g = m.loadGeneration()
 		}
-		atomic.StoreUint64(&h.slot.epoch, 0)
+		return h, m, nil
 	}
 }
 
-// end finishes a read. If the writer forced the slot free meanwhile, what
-// the read saw may have been reused: it reports ErrEvicted.
-func (r *Reader) end(h *readHandle, e uint64) error {
-	if !atomic.CompareAndSwapUint64(&h.slot.epoch, e, 0) {
-		atomic.StoreUint64(&h.slot.epoch, 0)
-		r.handles.Put(h)
+// end finishes a read. If the writer forced the slot free meanwhile (the
+// read outlived the lease), what the read saw may have been reused: it
+// reports ErrEvicted, and the caller discards the result.
+func (r *Reader) end(h *readHandle) error {
+	evicted := atomic.LoadUint64(&h.slot.epoch)&epochForced != 0
+	r.handles.Put(h)
+	if evicted {
 		return fmt.Errorf("%w (%s)", ErrEvicted, r.path)
 	}
-	r.handles.Put(h)
 	return nil
 }
 
@@ -167,25 +176,20 @@ func (r *Reader) reopen(old *mapping) error {
 		return err
 	}
 	r.cur.Store(nm)
-	r.retired = append(r.retired, retiredMapping{m: old, next: nm.loadGeneration()})
+	r.retired = append(r.retired, retiredMapping{m: old, until: time.Now().Add(r.lease)})
 	r.sweepLocked()
 	return nil
 }
 
-// sweepLocked unmaps retired mappings no read of ours can still be on, and
-// schedules itself again while some remain.
+// sweepLocked unmaps retired mappings whose grace period has passed, and
+// schedules itself again while some remain. A read that began on a retired
+// mapping and still runs after the grace period has outlived the read lease
+// anyway; the package's own code recovers from the fault as ErrCorrupt.
 func (r *Reader) sweepLocked() {
+	now := time.Now()
 	kept := r.retired[:0]
 	for _, rm := range r.retired {
-		busy := false
-		for i := range r.mine {
-			e := atomic.LoadUint64(&r.ctl.slot(i).epoch)
-			if e != 0 && (e < rm.next || e == epochForced) {
-				busy = true
-				break
-			}
-		}
-		if busy {
+		if now.Before(rm.until) {
 			kept = append(kept, rm)
 		} else {
 			_ = rm.m.unmap()
@@ -193,7 +197,7 @@ func (r *Reader) sweepLocked() {
 	}
 	r.retired = kept
 	if len(r.retired) > 0 && r.sweeper == nil {
-		r.sweeper = time.AfterFunc(20*time.Millisecond, func() {
+		r.sweeper = time.AfterFunc(r.retired[0].until.Sub(now)+time.Millisecond, func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.sweeper = nil
@@ -207,7 +211,7 @@ func (r *Reader) sweepLocked() {
 // Get returns a copy of key's value, or ErrNotFound. On a hit it allocates
 // only the returned slice.
 func (r *Reader) Get(key []byte) (value []byte, err error) {
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +219,7 @@ func (r *Reader) Get(key []byte) (value []byte, err error) {
 	if err == nil {
 		value = append(make([]byte, 0, len(v)), v...)
 	}
-	if eerr := r.end(h, e); eerr != nil {
+	if eerr := r.end(h); eerr != nil {
 		return nil, eerr
 	}
 	return value, err
@@ -227,12 +231,12 @@ func (r *Reader) Get(key []byte) (value []byte, err error) {
 // faults). If the key is absent View returns ErrNotFound without calling fn.
 // View allocates nothing.
 func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if eerr := r.end(h, e); eerr != nil {
+		if eerr := r.end(h); eerr != nil {
 			err = eerr
 		}
 	}()
@@ -267,12 +271,12 @@ func find(m *mapping, key []byte) (v []byte, err error) {
 // with View. Entries committed during the scan may or may not be seen; use
 // Snapshot for a consistent view of many keys.
 func (r *Reader) Scan(prefix []byte, fn func(key, value []byte) bool) (err error) {
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if eerr := r.end(h, e); eerr != nil {
+		if eerr := r.end(h); eerr != nil {
 			err = eerr
 		}
 	}()
@@ -339,11 +343,11 @@ func (r *Reader) Generation() uint64 {
 
 // Place returns the center and revision the region's writer recorded.
 func (r *Reader) Place() (center string, revision uint64) {
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return "", 0
 	}
-	defer r.end(h, e)
+	defer r.end(h)
 	return placeOf(m.hdr)
 }
 

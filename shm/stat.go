@@ -11,8 +11,8 @@ type Stat struct {
 	LayoutVersion uint32    `json:"layout_version"`
 	Created       time.Time `json:"created"`
 	FileBytes     uint64    `json:"file_bytes"`     // size of the data file
-	UsedBytes     uint64    `json:"used_bytes"`     // header + allocated pool bytes
-	FreeBytes     uint64    `json:"free_bytes"`     // pool bytes never allocated
+	UsedBytes     uint64    `json:"used_bytes"`     // header + allocated pool bytes (both ends)
+	FreeBytes     uint64    `json:"free_bytes"`     // pool bytes between the two cursors
 	LiveBytes     uint64    `json:"live_bytes"`     // key + value bytes of live entries
 	GarbageBytes  uint64    `json:"garbage_bytes"`  // retired bytes not reusable yet
 	Entries       uint64    `json:"entries"`        // live keys
@@ -35,7 +35,8 @@ type Stat struct {
 func statOf(m *mapping, c *control) Stat {
 	h := m.hdr
 	center, rev := placeOf(h)
-	used := atomic.LoadUint64(&h.alloc)
+	low, high := atomic.LoadUint64(&h.alloc), atomic.LoadUint64(&h.valueAlloc)
+	used := low + (m.size() - min(high, m.size()))
 	st := Stat{
 		Path:          m.path,
 		LayoutVersion: h.version,
@@ -57,8 +58,8 @@ func statOf(m *mapping, c *control) Stat {
 		SlotsForced:   atomic.LoadUint64(&c.hdr.slotsForced),
 		SlotsReaped:   atomic.LoadUint64(&c.hdr.slotsReaped),
 	}
-	if used <= m.size() {
-		st.FreeBytes = m.size() - used
+	if low <= high {
+		st.FreeBytes = high - low
 	}
 	if t, err := m.currentTable(); err == nil {
 		st.IndexSlots = uint64(len(t.slots))
@@ -79,10 +80,10 @@ func (w *Writer) Stat() Stat {
 
 // Stat describes the region as this reader sees it.
 func (r *Reader) Stat() (Stat, error) {
-	h, m, e, err := r.begin()
+	h, m, err := r.begin()
 	if err != nil {
 		return Stat{}, err
 	}
 	st := statOf(m, r.ctl)
-	return st, r.end(h, e)
+	return st, r.end(h)
 }

@@ -298,12 +298,11 @@ func (w *Writer) tryPut(key, value []byte) error {
 		if err != nil {
 			return err
 		}
-		voff, err := m.alloc(uint64(len(value)))
+		v, err := m.storeValue(value)
 		if err != nil {
 			return err
 		}
-		copy(m.mem[voff:], value)
-		if err := w.list.SetValue(node, skiplist.Pair(voff, uint64(len(value)))); err != nil {
+		if err := w.list.SetValue(node, v); err != nil {
 			return err
 		}
 		_, oldLen := skiplist.Unpair(old)
@@ -319,23 +318,25 @@ func (w *Writer) tryPut(key, value []byte) error {
 			return err
 		}
 	}
-	off, room, err := w.list.NewNode(key, uint64(len(value)))
+	v, err := m.storeValue(value)
 	if err != nil {
 		return err
 	}
-	copy(m.mem[room:], value)
+	off, err := w.list.NewNode(key)
+	if err != nil {
+		return err
+	}
 	existing, err := w.list.Link(off)
 	if errors.Is(err, skiplist.ErrExists) {
 		// A node for key is linked but not indexed: a writer died between
-		// linking and indexing it. Adopt that node; the value bytes just
-		// written stay where they are.
-		h.garbageBytes += room - off
+		// linking and indexing it. Adopt that node.
+		h.garbageBytes += uint64(len(key)) + skiplist.NodeSize(1)
 		off = existing
 	} else if err != nil {
 		return err
 	}
 	insertSlot(t, hash, off)
-	if err := w.list.SetValue(off, skiplist.Pair(room, uint64(len(value)))); err != nil {
+	if err := w.list.SetValue(off, v); err != nil {
 		return err
 	}
 	h.entries++
@@ -428,7 +429,11 @@ func (w *Writer) compact(extra uint64) error {
 	var n, bytes uint64
 	it := old.list.Seek(nil)
 	for ; it.Valid(); it.Next() {
-		off, err := app.Append(it.Key(), it.Value())
+		v, err := nm.storeValue(it.Value())
+		if err != nil {
+			return fail(err)
+		}
+		off, err := app.Append(it.Key(), v)
 		if err != nil {
 			return fail(err)
 		}

@@ -58,22 +58,34 @@ func (tl *testList) put(key, value []byte) error {
 		return err
 	}
 	if off != 0 {
-		v, err := tl.alloc.Alloc(uint64(len(value)) + 1)
+		v, err := tl.storeValue(value)
 		if err != nil {
 			return err
 		}
-		copy(tl.mem[v:], value)
-		return tl.w.SetValue(off, Pair(v, uint64(len(value))))
+		return tl.w.SetValue(off, v)
 	}
-	off, room, err := tl.w.NewNode(key, uint64(len(value)))
+	v, err := tl.storeValue(value)
 	if err != nil {
 		return err
 	}
-	copy(tl.mem[room:], value)
+	off, err = tl.w.NewNode(key)
+	if err != nil {
+		return err
+	}
 	if _, err := tl.w.Link(off); err != nil {
 		return err
 	}
-	return tl.w.SetValue(off, Pair(room, uint64(len(value))))
+	return tl.w.SetValue(off, v)
+}
+
+// storeValue copies value into the pool and returns its pair word.
+func (tl *testList) storeValue(value []byte) (uint64, error) {
+	v, err := tl.alloc.Alloc(uint64(len(value)) + 1)
+	if err != nil {
+		return 0, err
+	}
+	copy(tl.mem[v:], value)
+	return Pair(v, uint64(len(value))), nil
 }
 
 func (tl *testList) del(key []byte) (bool, error) {
@@ -179,7 +191,7 @@ func TestLinkDuplicateReturnsExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := tl.w.Find([]byte("a"))
-	off, _, err := tl.w.NewNode([]byte("a"), 0)
+	off, err := tl.w.NewNode([]byte("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +207,16 @@ func TestAppenderBuildsSameList(t *testing.T) {
 	model := map[string]string{}
 	for i := 0; i < 2000; i++ {
 		k, v := fmt.Sprintf("k%05d", i), fmt.Sprintf("v%d", i)
-		if _, err := a.Append([]byte(k), []byte(v)); err != nil {
+		w, err := tl.storeValue([]byte(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Append([]byte(k), w); err != nil {
 			t.Fatal(err)
 		}
 		model[k] = v
 	}
-	if _, err := a.Append([]byte("k00000"), nil); err == nil {
+	if _, err := a.Append([]byte("k00000"), Pair(testBase, 0)); err == nil {
 		t.Fatal("out-of-order append accepted")
 	}
 	checkScan(t, &tl.w.List, model, "")
@@ -279,7 +295,8 @@ func TestCorruptListIsAnError(t *testing.T) {
 			var nodes []uint64
 			a := NewAppender(tl.w)
 			for i := 0; i < 10; i++ {
-				off, err := a.Append([]byte(fmt.Sprintf("k%d", i)), []byte("v"))
+				w, _ := tl.storeValue([]byte("v"))
+				off, err := a.Append([]byte(fmt.Sprintf("k%d", i)), w)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -63,20 +63,19 @@ func (w *Writer) randomHeight() int {
 	return h
 }
 
-// NewNode allocates a node for key with room extra bytes right after the key
-// (for the first value) and writes everything but its links. It returns the
-// node's offset and the offset of the room. The node is unreachable until
-// Link.
-func (w *Writer) NewNode(key []byte, room uint64) (nodeOff, roomOff uint64, err error) {
+// NewNode allocates a node for key, with the key's bytes right after its
+// tower, and writes everything but its links and its value. The node is
+// unreachable until Link.
+func (w *Writer) NewNode(key []byte) (uint64, error) {
 	h := w.randomHeight()
-	size := NodeSize(h) + uint64(len(key)) + room
+	size := NodeSize(h) + uint64(len(key))
 	off, err := w.alloc.Alloc(size)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	keyOff := off + NodeSize(h)
 	if off%8 != 0 || off+size > uint64(len(w.mem)) || keyOff+uint64(len(key)) > MaxPairOffset {
-		return 0, 0, fmt.Errorf("skiplist: allocator returned %d+%d, outside the region", off, size)
+		return 0, fmt.Errorf("skiplist: allocator returned %d+%d, outside the region", off, size)
 	}
 	b := w.mem[off : off+size]
 	clear(b[:NodeSize(h)])
@@ -84,7 +83,7 @@ func (w *Writer) NewNode(key []byte, room uint64) (nodeOff, roomOff uint64, err 
 	n := rawNode(w.mem, off)
 	n.key = Pair(keyOff, uint64(len(key)))
 	n.height = uint32(h)
-	return off, keyOff + uint64(len(key)), nil
+	return off, nil
 }
 
 // Link makes the node at off reachable: it sets the node's tower to its
@@ -194,24 +193,23 @@ func NewAppender(w *Writer) *Appender {
 	return a
 }
 
-// Append adds key with the value bytes stored right after it, and returns
-// the node's offset.
-func (a *Appender) Append(key, value []byte) (uint64, error) {
+// Append adds key with the given packed value word and returns the node's
+// offset.
+func (a *Appender) Append(key []byte, value uint64) (uint64, error) {
 	if a.prev != nil && bytes.Compare(key, a.prev) <= 0 {
 		return 0, fmt.Errorf("skiplist: append of %q after %q is out of order", key, a.prev)
 	}
-	off, room, err := a.w.NewNode(key, uint64(len(value)))
+	off, err := a.w.NewNode(key)
 	if err != nil {
 		return 0, err
 	}
-	copy(a.w.mem[room:], value)
 	n := rawNode(a.w.mem, off)
 	for i := 0; i < n.levels(); i++ {
 		p := rawNode(a.w.mem, a.last[i])
 		p.storeNext(i, off)
 		a.last[i] = off
 	}
-	n.storeValue(Pair(room, uint64(len(value))))
+	n.storeValue(value)
 	k, _ := a.w.Key(off)
 	a.prev = k
 	return off, nil

@@ -1,0 +1,188 @@
+package shm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+)
+
+// benchKey is the key shape of the benchmarks: a service instance key.
+func benchKey(i int) []byte {
+	return []byte(fmt.Sprintf("svc/service-%04d/instance-%06d", i%10000, i))
+}
+
+// benchValue is about 200 bytes, like an encoded instance.
+func benchValue(i int) []byte {
+	v := make([]byte, 200)
+	for j := range v {
+		v[j] = byte(i + j)
+	}
+	return v
+}
+
+// benchData is a filled region and a Go map holding the same entries,
+// shared by the benchmarks of one size.
+type benchData struct {
+	dir   string
+	r     *Reader
+	m     map[string][]byte
+	order [][]byte // keys in one shared random order
+}
+
+var (
+	benchMu    sync.Mutex
+	benchCache = map[int]*benchData{}
+)
+
+func benchRegion(b *testing.B, n int) *benchData {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if d, ok := benchCache[n]; ok {
+		return d
+	}
+	dir, err := os.MkdirTemp("", "shmreg-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Dir: dir, Size: int64(n) * 512}
+	w, err := OpenWriter("bench", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &benchData{dir: dir, m: make(map[string][]byte, n)}
+	var batch Batch
+	for i := 0; i < n; i++ {
+		k, v := benchKey(i), benchValue(i)
+		batch.Put(k, v)
+		d.m[string(k)] = v
+		if batch.Len() == 4096 || i == n-1 {
+			if err := w.Commit(&batch); err != nil {
+				b.Fatal(err)
+			}
+			batch.Reset()
+		}
+	}
+	w.Close()
+	if d.r, err = Open("bench", opts); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	d.order = make([][]byte, 1<<16)
+	for i := range d.order {
+		d.order[i] = benchKey(rng.IntN(n))
+	}
+	benchCache[n] = d
+	return d
+}
+
+var sink int
+
+// BenchmarkGet compares a zero-copy lookup in the region with a lookup in an
+// in-process Go map holding the same keys, looked up in the same order. Both
+// read the value's first and last byte, so both touch the value's memory.
+func BenchmarkGet(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100k", 100_000}, {"1m", 1_000_000}} {
+		b.Run("shm-"+size.name, func(b *testing.B) {
+			d := benchRegion(b, size.n)
+			touch := func(v []byte) error { sink += int(v[0]) + int(v[len(v)-1]); return nil }
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := d.r.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+		})
+		b.Run("map-"+size.name, func(b *testing.B) {
+			d := benchRegion(b, size.n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				v, ok := d.m[string(d.order[i&(len(d.order)-1)])]
+				if !ok {
+					b.Fatal("missing")
+				}
+				sink += int(v[0]) + int(v[len(v)-1])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+		})
+	}
+}
+
+// BenchmarkGetCopy is Get, which returns a copy (one allocation).
+func BenchmarkGetCopy(b *testing.B) {
+	d := benchRegion(b, 100_000)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		v, err := d.r.Get(d.order[i&(len(d.order)-1)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink += len(v)
+	}
+}
+
+// BenchmarkGetParallel runs zero-copy lookups from GOMAXPROCS goroutines.
+func BenchmarkGetParallel(b *testing.B) {
+	d := benchRegion(b, 100_000)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(d.order))
+		local := 0
+		touch := func(v []byte) error { local += int(v[0]); return nil }
+		for pb.Next() {
+			if err := d.r.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+}
+
+// BenchmarkPut upserts existing keys of a 100K-entry region, one commit each.
+func BenchmarkPut(b *testing.B) {
+	dir := b.TempDir()
+	opts := Options{Dir: dir, Size: 256 << 20}
+	w, err := OpenWriter("put", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	const n = 100_000
+	var batch Batch
+	for i := 0; i < n; i++ {
+		batch.Put(benchKey(i), benchValue(i))
+	}
+	if err := w.Commit(&batch); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = benchKey(i)
+	}
+	val := benchValue(1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := w.Put(keys[rng.IntN(n)], val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "upserts/s")
+}
+
+func TestMain(m *testing.M) {
+	code := runTests(m)
+	for _, d := range benchCache {
+		d.r.Close()
+		os.RemoveAll(d.dir)
+	}
+	os.Exit(code)
+}
