@@ -24,10 +24,13 @@ import (
 //
 // A holder word packs who holds and which acquisition it is (see proc.go):
 //
-//	 63            48 47                      22 21               0
-//	+----------------+--------------------------+------------------+
-//	| nonce (16 bits)| start time mod 2^26 ticks|   pid (22 bits)  |
-//	+----------------+--------------------------+------------------+
+//	 63 62          48 47                      22 21               0
+//	+--+-------------+--------------------------+------------------+
+//	|D |nonce (15 b) | start time mod 2^26 ticks|   pid (22 bits)  |
+//	+--+-------------+--------------------------+------------------+
+//
+// D (draining) is set only in the writer word, while its writer waits for
+// the readers to leave.
 const (
 	// Size is the number of bytes the lock occupies: bytes 4096-8191 of the
 	// control file.

@@ -38,15 +38,15 @@ func TestLayout(t *testing.T) {
 
 func TestHolderWordPacking(t *testing.T) {
 	h := Holder{Pid: 1<<22 - 1, Start: 1<<40 + 12345}
-	w := pack(h, 0xBEEF)
+	w := pack(h, 0xBEEF|0x8000)
 	if wordPid(w) != h.Pid {
 		t.Errorf("pid %d, want %d", wordPid(w), h.Pid)
 	}
 	if wordStart(w) != h.Start&startMask {
 		t.Errorf("start %d, want %d", wordStart(w), h.Start&startMask)
 	}
-	if w>>48 != 0xBEEF {
-		t.Errorf("nonce %#x, want 0xbeef", w>>48)
+	if w>>48 != 0x3EEF || w&draining != 0 {
+		t.Errorf("nonce %#x, want 0x3eef and the draining bit clear", w>>48)
 	}
 	if !sameProcess(w, h) || sameProcess(w, Holder{Pid: h.Pid, Start: h.Start + 1}) {
 		t.Error("sameProcess does not tell the start times apart")

@@ -13,11 +13,13 @@
 // A holder word (proc.go) names a process (pid and start time) and one
 // acquisition by it (a nonce). 0 means free.
 //
-//	writer       the write side. Written only by CAS: 0 -> w (a writer claims
-//	             it), w -> 0 (its holder releases, or someone clears it
-//	             because its holder is dead or has held it past Timeout),
-//	             w -> w' (a writer takes it over from a dead or timed-out
-//	             holder). Read by every acquirer.
+//	writer       the write side. Written only by CAS: 0 -> w|D (a writer
+//	             claims it and starts waiting for readers; D is the
+//	             draining bit), w|D -> w (the readers are gone: the writer
+//	             is in), w -> 0 (its holder releases, or someone clears it
+//	             because its holder is dead or has stood in the way past
+//	             Timeout), w -> w'|D (a writer takes it over from a dead or
+//	             timed-out holder). Read by every acquirer.
 //	readers[i]   one read acquisition. Written only by CAS: 0 -> r (a reader
 //	             claims the slot), r -> 0 (its holder releases, the holder
 //	             backs off because it met a writer, or a writer clears it
@@ -45,10 +47,12 @@
 //
 // Write, in two phases:
 //
-//  1. CAS writer 0 -> me. From this moment no new reader can get in (writer
-//     preference: a stream of readers cannot starve a writer, since readers
-//     never write this word).
+//  1. CAS writer 0 -> me|D. From this moment no new reader can get in
+//     (writer preference: a stream of readers cannot starve a writer, since
+//     readers never write this word).
 //  2. Wait until every readers[i] is 0, loading them one by one.
+//  3. CAS writer me|D -> me. The writer is in. (If the CAS fails, the word
+//     was forced from it while it waited: start again at 1.)
 //
 // Read:
 //
@@ -70,11 +74,20 @@
 // alive (Alive: pid exists, is not a zombie, has the recorded start time);
 // a dead holder is cleared at once with CAS (counted in recovered). While it
 // waits it asks again every probeInterval, because a holder that dies during
-// the wait never wakes anyone. Once it has waited Timeout in total it clears
-// every live holder still in its way (counted in forced): a writer forces the
-// writer word to itself and then clears reader slots; a reader clears the
-// writer word. A holder from the acquirer's own process is never judged dead
-// (it is running) but is forced after Timeout like any other.
+// the wait never wakes anyone. Once the same holder word has stood in its way
+// for Timeout it clears every live holder still in its way (counted in
+// forced): a writer forces the writer word to itself and then clears reader
+// slots; a reader clears the writer word. A holder from the acquirer's own
+// process is never judged dead (it is running) but is forced after Timeout
+// like any other.
+//
+// The clock restarts whenever the holder word in the way changes, so Timeout
+// measures one holder, not the waiter's whole wait: a waiter that lost the
+// race to three writers in a row forces none of them, and a writer's hold is
+// counted from the moment it got in (step 3 changes the word), not from when
+// it began waiting for readers. A writer's wait for readers is timed from
+// its step 1: no new reader can arrive then, so every reader it forces has
+// stood in its way for the whole Timeout.
 //
 // Forcing a live holder breaks mutual exclusion with that holder: it is the
 // seed's escape hatch against a stuck process, so Timeout must exceed the
@@ -248,7 +261,7 @@ func (rw *RW) LockContext(ctx context.Context) (g Grant, err error) {
 		}
 		done, err := rw.drainReaders(ctx, &w, me, &g)
 		if err != nil {
-			if atomic.CompareAndSwapUint64(&s.hdr.writer, me, 0) {
+			if atomic.CompareAndSwapUint64(&s.hdr.writer, me|draining, 0) {
 				rw.wake()
 			}
 			return Grant{}, err
@@ -267,14 +280,14 @@ func (rw *RW) claimWriter(ctx context.Context, w *waiting, me uint64, g *Grant) 
 		seq := atomic.LoadUint32(&s.hdr.seq)
 		cur := atomic.LoadUint64(&s.hdr.writer)
 		if cur == 0 {
-			if atomic.CompareAndSwapUint64(&s.hdr.writer, 0, me) {
+			if atomic.CompareAndSwapUint64(&s.hdr.writer, 0, me|draining) {
 				return nil
 			}
 			continue
 		}
-		probe, force := w.due(rw.timeout)
+		probe, force := w.due(rw.timeout, cur)
 		// Take the word over directly, so that no other waiter slips in.
-		if rw.settle(&s.hdr.writer, cur, me, probe, force, g) {
+		if rw.settle(&s.hdr.writer, cur, me|draining, probe, force, g) {
 			return nil
 		}
 		if err := w.sleep(ctx, rw, seq, func() bool { return atomic.LoadUint64(&s.hdr.writer) != cur }); err != nil {
@@ -290,7 +303,7 @@ func (rw *RW) drainReaders(ctx context.Context, w *waiting, me uint64, g *Grant)
 	s := rw.s
 	for {
 		seq := atomic.LoadUint32(&s.hdr.seq)
-		if atomic.LoadUint64(&s.hdr.writer) != me {
+		if atomic.LoadUint64(&s.hdr.writer) != me|draining {
 			return false, nil
 		}
 		busy := -1
@@ -303,14 +316,15 @@ func (rw *RW) drainReaders(ctx context.Context, w *waiting, me uint64, g *Grant)
 			}
 			if busy < 0 {
 				busy = i
-				probe, force = w.due(rw.timeout)
+				probe, force = w.due(rw.timeout, me|draining)
 			}
 			if rw.settle(&s.readers[i], r, 0, probe, force, g) {
 				cleared = true
 			}
 		}
 		if busy < 0 {
-			return true, nil
+			// Step 3: in, unless the word was forced from us meanwhile.
+			return atomic.CompareAndSwapUint64(&s.hdr.writer, me|draining, me), nil
 		}
 		if cleared {
 			continue
@@ -318,7 +332,7 @@ func (rw *RW) drainReaders(ctx context.Context, w *waiting, me uint64, g *Grant)
 		slot := &s.readers[busy]
 		old := atomic.LoadUint64(slot)
 		err := w.sleep(ctx, rw, seq, func() bool {
-			return atomic.LoadUint64(slot) != old || atomic.LoadUint64(&s.hdr.writer) != me
+			return atomic.LoadUint64(slot) != old || atomic.LoadUint64(&s.hdr.writer) != me|draining
 		})
 		if err != nil {
 			return false, err
@@ -359,7 +373,7 @@ func (rw *RW) RLockContext(ctx context.Context) (g Grant, err error) {
 	for {
 		seq := atomic.LoadUint32(&s.hdr.seq)
 		if wr := atomic.LoadUint64(&s.hdr.writer); wr != 0 {
-			probe, force := w.due(rw.timeout)
+			probe, force := w.due(rw.timeout, wr)
 			if rw.settle(&s.hdr.writer, wr, 0, probe, force, &g) {
 				continue
 			}
@@ -403,7 +417,7 @@ func (rw *RW) claimSlot(first int, me uint64) int {
 // waitSlot handles a full reader table: it clears slots of dead readers and
 // otherwise sleeps until a slot frees, giving up after Timeout.
 func (rw *RW) waitSlot(ctx context.Context, w *waiting, seq uint32, g *Grant) error {
-	probe, force := w.due(rw.timeout)
+	probe, force := w.due(rw.timeout, 0)
 	cleared := false
 	for i := range rw.s.readers {
 		if r := atomic.LoadUint64(&rw.s.readers[i]); r != 0 && rw.settle(&rw.s.readers[i], r, 0, probe, false, g) {
@@ -529,17 +543,21 @@ func (rw *RW) wake() {
 
 // waiting is the timing state of one acquisition that had to wait.
 type waiting struct {
+	blocker   uint64    // the holder word the clock runs for
 	deadline  time.Time // zero until the acquisition first finds the lock held
 	nextProbe time.Time
 	now       time.Time
 }
 
-// due starts the clock on the first call and reports whether the holders in
-// the way should now be probed for liveness (on the first call, then every
-// probeInterval) and whether Timeout has passed (force them).
-func (w *waiting) due(timeout time.Duration) (probe, force bool) {
+// due starts the clock when the acquisition first finds blocker in its way,
+// and restarts it whenever blocker changes. It reports whether the holders in
+// the way should now be probed for liveness (at once, then every
+// probeInterval) and whether the same blocker has stood there for timeout
+// (force them).
+func (w *waiting) due(timeout time.Duration, blocker uint64) (probe, force bool) {
 	w.now = time.Now()
-	if w.deadline.IsZero() {
+	if w.deadline.IsZero() || blocker != w.blocker {
+		w.blocker = blocker
 		w.deadline = w.now.Add(timeout)
 		w.nextProbe = w.now.Add(probeInterval)
 		return true, false

@@ -259,7 +259,11 @@ func TestForceUnlock(t *testing.T) {
 	rw := mustNew(t, mem, Options{})
 	r1, _ := rw.RLock()
 	r2, _ := rw.RLock()
-	atomic.StoreUint64(&rw.s.readers[(r1.slot+r2.slot)%Readers+1], deadWord(t))
+	free := 0
+	for free == r1.slot || free == r2.slot {
+		free++
+	}
+	atomic.StoreUint64(&rw.s.readers[free], deadWord(t))
 	if n := rw.ForceUnlock(); n != 3 {
 		t.Fatalf("ForceUnlock cleared %d, want 3", n)
 	}
@@ -388,5 +392,33 @@ func TestMutualExclusionGoroutines(t *testing.T) {
 	}
 	if st := handles[0].Stats(); st != (Stats{}) {
 		t.Fatalf("Stats after the run = %+v, want zero (nothing forced, nothing held)", st)
+	}
+}
+
+// TestClockRestartsOnNewHolder: the timeout measures how long one holder
+// stands in the way, not the whole wait. Two holders in a row, each well
+// under the timeout, are waited for, not forced, although together they
+// exceed it.
+func TestClockRestartsOnNewHolder(t *testing.T) {
+	mem := heapLock(t)
+	waiter := mustNew(t, mem, Options{Timeout: time.Second})
+	other := mustNew(t, mem, Options{})
+	first, second := other.nextWord(), other.nextWord()
+	atomic.StoreUint64(&other.s.hdr.writer, first)
+	go func() {
+		time.Sleep(600 * time.Millisecond)
+		atomic.CompareAndSwapUint64(&other.s.hdr.writer, first, second)
+		other.wake()
+		time.Sleep(600 * time.Millisecond)
+		atomic.CompareAndSwapUint64(&other.s.hdr.writer, second, 0)
+		other.wake()
+	}()
+	start := time.Now()
+	g, err := waiter.RLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Forced != 0 {
+		t.Fatalf("forced a holder after %v although none held for the 1s timeout", time.Since(start))
 	}
 }

@@ -98,7 +98,9 @@ func parseStat(b []byte) (start uint64, state byte, err error) {
 //
 //	bits  0-21  pid (Linux pids are below PID_MAX_LIMIT = 2^22)
 //	bits 22-47  start time mod 2^26 clock ticks (7.7 days at 100 Hz)
-//	bits 48-63  nonce: a per-acquisition counter
+//	bits 48-62  nonce: a per-acquisition counter
+//	bit     63  draining: set in the writer word while its writer still
+//	            waits for readers to leave, cleared when it gets in
 //
 // The pid and start bits find a dead holder. A pid recycled by a process
 // that started a whole multiple of 2^26 ticks later looks alive: that holder
@@ -106,16 +108,18 @@ func parseStat(b []byte) (start uint64, state byte, err error) {
 // two acquisitions by one process differ, so that a holder whose lock was
 // forced and then re-acquired by another goroutine of the same process gets
 // ErrLockLost instead of releasing the newcomer (unless exactly a multiple of
-// 2^16 acquisitions separate them on the same word).
+// 2^15 acquisitions separate them on the same word).
 const (
 	pidBits   = 22
 	startBits = 26
 	pidMask   = 1<<pidBits - 1
 	startMask = 1<<startBits - 1
+	nonceMask = 1<<15 - 1
+	draining  = 1 << 63
 )
 
 func pack(h Holder, nonce uint16) uint64 {
-	return uint64(h.Pid)&pidMask | (h.Start&startMask)<<pidBits | uint64(nonce)<<(pidBits+startBits)
+	return uint64(h.Pid)&pidMask | (h.Start&startMask)<<pidBits | uint64(nonce&nonceMask)<<(pidBits+startBits)
 }
 
 func wordPid(w uint64) int { return int(w & pidMask) }
