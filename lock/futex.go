@@ -27,7 +27,8 @@ var ErrWaitTimeout = errors.New("lock: futex wait timed out")
 // without limit. It returns nil when woken, when *addr already differed from
 // val, or on a spurious wake-up: callers re-check their condition in a loop.
 // It returns ErrWaitTimeout when the time ran out and any other error from
-// the system call as is. addr must be 4-byte aligned.
+// the system call as is. addr must be 4-byte aligned. The wait blocks the
+// calling OS thread; the Go scheduler runs other goroutines on other threads.
 func FutexWait(addr *uint32, val uint32, timeout time.Duration) error {
 	var ts *unix.Timespec
 	if timeout >= 0 {
