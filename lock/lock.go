@@ -367,8 +367,10 @@ func (rw *RW) RLockContext(ctx context.Context) (g Grant, err error) {
 	me := rw.nextWord()
 	g = Grant{word: me}
 	// Start the slot search at a place that differs between processes and
-	// between acquisitions, so claims rarely collide.
-	first := int((me>>(pidBits+startBits))+uint64(rw.self.Pid)*7) % Readers
+	// between acquisitions, so claims rarely collide; consecutive
+	// acquisitions start on different cache lines (8 slots a line).
+	n := (me >> (pidBits + startBits)) & nonceMask
+	first := int(n*8+n/16+uint64(rw.self.Pid)*7) % Readers
 	var w waiting
 	for {
 		seq := atomic.LoadUint32(&s.hdr.seq)
