@@ -185,7 +185,7 @@ struct shmreg_header {
     uint64_t writer_pid;     /* last writer that opened the region */
     uint64_t compactions;    /* files this region has been rebuilt through */
     uint64_t place_revision; /* center revision the agent has applied */
-    uint64_t reserved3;
+    uint64_t value_alloc;    /* lowest byte used by values (they grow down from file_size) */
     char place_center[64];   /* NUL-padded id of the center the agent follows */
     uint8_t reserved4[3840];
 };
@@ -255,12 +255,14 @@ struct shmreg_ctl {
  * ones. The C reader in this header takes no slot (see above). */
 struct shmreg_slot {
     uint64_t owner;         /* 0 = free, else pid << 32 | nonce */
-    _Atomic uint64_t epoch; /* 0 = idle, else the generation loaded when the read began;
-                               SHMREG_EPOCH_FORCED if the writer forced the slot free */
+    _Atomic uint64_t epoch; /* 0 = never read; else the generation of the owner's latest
+                               read (it stays published between reads); bit 63
+                               (SHMREG_EPOCH_FORCED) set by the writer, with the generation
+                               at which it forced the slot in the low bits */
     uint32_t pid;           /* informational */
     uint8_t reserved[44];
 };
-#define SHMREG_EPOCH_FORCED UINT64_MAX
+#define SHMREG_EPOCH_FORCED (UINT64_C(1) << 63)
 
 /* ---- the layout, checked ------------------------------------------------ */
 
@@ -285,6 +287,7 @@ SHMREG__AT(shmreg_header, garbage_bytes, 152);
 SHMREG__AT(shmreg_header, writer_pid, 160);
 SHMREG__AT(shmreg_header, compactions, 168);
 SHMREG__AT(shmreg_header, place_revision, 176);
+SHMREG__AT(shmreg_header, value_alloc, 184);
 SHMREG__AT(shmreg_header, place_center, 192);
 SHMREG__AT(shmreg_header, reserved4, 256);
 

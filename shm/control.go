@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edsrzf/mmap-go"
+	"github.com/shmreg/shmreg/lock"
 	"golang.org/x/sys/unix"
 )
 
@@ -194,7 +195,7 @@ func (c *control) notifySeq() *uint32 { return &c.hdr.notifySeq }
 func (c *control) notify() {
 	atomic.AddUint32(&c.hdr.notifySeq, 1)
 	if atomic.LoadUint32(&c.hdr.notifyWaiters) != 0 {
-		_, _ = futexWake(&c.hdr.notifySeq)
+		_, _ = lock.FutexWake(&c.hdr.notifySeq, 1<<31-1)
 	}
 }
 
@@ -204,7 +205,7 @@ func (c *control) wait(seen uint32, timeout time.Duration) uint32 {
 		return cur
 	}
 	atomic.AddUint32(&c.hdr.notifyWaiters, 1)
-	_ = futexWait(&c.hdr.notifySeq, seen, timeout)
+	_ = lock.FutexWait(&c.hdr.notifySeq, seen, timeout)
 	atomic.AddUint32(&c.hdr.notifyWaiters, ^uint32(0))
 	return atomic.LoadUint32(&c.hdr.notifySeq)
 }

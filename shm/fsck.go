@@ -25,7 +25,8 @@ const maxProblems = 100
 // Fsck opens the region read-only and checks every structure in it: the
 // header, every level of the skiplist (bounds, order, towers), the index
 // (every slot names a listed node under the right tag and is reachable by
-// probing; every live node is indexed) and the header's counters. It never
+// probing; every live node is indexed) and the header's counters, inside a
+// Snapshot so that no commit is half done while it looks. It never
 // panics on a damaged region: what it cannot read is reported as a problem.
 func Fsck(name string, opts Options) (FsckReport, error) {
 	r, err := Open(name, opts)
@@ -33,12 +34,12 @@ func Fsck(name string, opts Options) (FsckReport, error) {
 		return FsckReport{Path: opts.Resolve(name)}, err
 	}
 	defer r.Close()
-	h, m, err := r.begin()
-	if err != nil {
-		return FsckReport{Path: r.path}, err
-	}
-	defer r.end(h)
-	return fsck(m), nil
+	var rep FsckReport
+	err = r.Snapshot(func(s *Snapshot) error {
+		rep = fsck(s.m)
+		return nil
+	})
+	return rep, err
 }
 
 func fsck(m *mapping) (rep FsckReport) {

@@ -66,7 +66,7 @@ type dataHeader struct {
 	writerPid     uint64
 	compactions   uint64
 	placeRevision uint64
-	valueAlloc    uint64 // high cursor: lowest byte used by values (grows down from fileSize)
+	valueAlloc    uint64               // high cursor: lowest byte used by values (grows down from fileSize)
 	placeCenter   [placeCenterLen]byte // offset 192
 
 	_ [headerSize - 256]byte

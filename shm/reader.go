@@ -24,10 +24,11 @@ import (
 // compacted, or was repaired after a writer crash) the Reader moves to the
 // new file at its next operation without returning an error.
 type Reader struct {
-	path  string
-	lease time.Duration
-	ctl   *control
-	cur   atomic.Pointer[mapping]
+	path        string
+	lease       time.Duration
+	lockTimeout time.Duration
+	ctl         *control
+	cur         atomic.Pointer[mapping]
 
 	handles sync.Pool // *readHandle, each owning one reader slot
 
@@ -71,7 +72,7 @@ func Open(name string, opts Options) (*Reader, error) {
 		ctl.close()
 		return nil, err
 	}
-	r := &Reader{path: path, lease: opts.ReadLease, ctl: ctl, mine: map[int]bool{}}
+	r := &Reader{path: path, lease: opts.ReadLease, lockTimeout: opts.LockTimeout, ctl: ctl, mine: map[int]bool{}}
 	r.cur.Store(m)
 	r.handles.New = func() any { return r.newHandle() }
 	return r, nil

@@ -277,18 +277,28 @@ func TestPlaceSurvivesCompaction(t *testing.T) {
 	}
 }
 
-func TestHashIsStable(t *testing.T) {
-	// These values are also checked from C (include/shmreg.h); they pin the
-	// hash so that a change to it is a layout change.
-	for _, c := range []struct {
-		key  string
-		want uint64
-	}{
-		{"", Hash(nil)},
-	} {
-		if got := Hash([]byte(c.key)); got != c.want {
-			t.Fatalf("Hash(%q) = %x, want %x", c.key, got, c.want)
+// TestHashVectors checks Hash against vectors computed independently from
+// the definition in docs/LAYOUT.md (examples/c/testdata/hash_vectors.txt,
+// made by a separate script): the hash is part of the layout.
+func TestHashVectors(t *testing.T) {
+	data, err := os.ReadFile("../examples/c/testdata/hash_vectors.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		hexHash, key, _ := strings.Cut(line, "\t")
+		var want uint64
+		if _, err := fmt.Sscanf(hexHash, "%x", &want); err != nil {
+			t.Fatalf("bad vector line %q", line)
 		}
+		if got := Hash([]byte(key)); got != want {
+			t.Errorf("Hash(%q) = %016x, want %016x", key, got, want)
+		}
+		n++
+	}
+	if n < 5 {
+		t.Fatalf("only %d vectors", n)
 	}
 	seen := map[uint64]bool{}
 	for i := 0; i < 100000; i++ {

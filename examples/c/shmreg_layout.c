@@ -38,6 +38,7 @@ int main(void)
     OFF(header, writer_pid);
     OFF(header, compactions);
     OFF(header, place_revision);
+    OFF(header, value_alloc);
     OFF(header, place_center);
 
     SIZE(node);
