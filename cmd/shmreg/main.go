@@ -15,7 +15,12 @@ type command struct {
 }
 
 func commands() map[string]command {
-	return map[string]command{}
+	return map[string]command{
+		"center":   {"run a registry center (one of the mirrored pair)", runCenter},
+		"register": {"register a service instance and heartbeat it until interrupted", runRegister},
+		"put":      {"write a key/value to the centers", runPut},
+		"del":      {"delete a key from the centers", runDel},
+	}
 }
 
 func usage(cmds map[string]command) {
