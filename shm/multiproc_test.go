@@ -44,6 +44,18 @@ func runChild(role, dir, arg string) error {
 		return childWriter(opts, seed)
 	case "waiter":
 		return childWaiter(opts)
+	case "idle-reader":
+		// Reads once (publishing an epoch), says so, and waits to be killed.
+		r, err := Open("r", opts)
+		if err != nil {
+			return err
+		}
+		if _, err := r.Get([]byte("k00001")); err != nil {
+			return err
+		}
+		fmt.Println("read")
+		time.Sleep(time.Minute)
+		return nil
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
