@@ -177,7 +177,10 @@ func (b *Batch) Reset() { *b = Batch{ops: b.ops[:0]} }
 
 // Commit applies every change in b, in order, as one commit. Entries are
 // validated first, so an invalid entry rejects the batch before anything is
-// written.
+// written. A Snapshot sees the batch whole or not at all; a writer killed in
+// the middle of a batch may leave a prefix of it applied (each change is
+// whole), and the place set by SetPlace is recorded only with the last
+// change, so an agent that replays from its place converges.
 func (w *Writer) Commit(b *Batch) error {
 	for _, op := range b.ops {
 		if err := checkEntry(op.key, op.value); err != nil {
