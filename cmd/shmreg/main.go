@@ -15,7 +15,16 @@ type command struct {
 }
 
 func commands() map[string]command {
-	return map[string]command{}
+	return map[string]command{
+		"agent":       {"run the host agent: follow a center, write the region", runAgent},
+		"get":         {"print one entry from the region", runGet},
+		"ls":          {"list the region's entries under a prefix", runLs},
+		"watch":       {"print changes under a prefix as they are committed", runWatch},
+		"stat":        {"describe the region", runStat},
+		"fsck":        {"check the region's structures", runFsck},
+		"demo":        {"run centers, an agent and a reader on loopback, and show them work", runDemo},
+		"demo-reader": {"(internal) the reader process of the demo", runDemoReader},
+	}
 }
 
 func usage(cmds map[string]command) {
