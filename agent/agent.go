@@ -90,6 +90,7 @@ type Status struct {
 	Held       int       `json:"held"`        // suspect deletions held back
 	Registered int       `json:"registered"`  // instances registered for local processes
 	LastApply  time.Time `json:"last_apply"`  // when the last batch was committed
+	LastResync Resync    `json:"last_resync"` // how the last snapshot was applied
 	LastError  string    `json:"last_error,omitempty"`
 }
 

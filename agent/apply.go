@@ -20,8 +20,9 @@ import (
 func (f *follower) apply(center string, b registry.Batch, first bool) error {
 	start := time.Now()
 	var batch shm.Batch
+	var diff Resync
 	if b.Snapshot {
-		f.diffSnapshot(&batch, b, first)
+		diff = f.diffSnapshot(&batch, b, first)
 	} else {
 		f.changes(&batch, b)
 	}
@@ -57,8 +58,22 @@ func (f *follower) apply(center string, b registry.Batch, first bool) error {
 		s.Batches++
 		s.LastApply = time.Now()
 		s.Held = len(f.held)
+		if b.Snapshot {
+			diff.At = s.LastApply
+			s.LastResync = diff
+		}
 	})
 	return nil
+}
+
+// Resync describes how a snapshot was applied.
+type Resync struct {
+	At        time.Time `json:"at"`
+	Snapshot  int       `json:"snapshot"`  // live records in the snapshot
+	Unchanged int       `json:"unchanged"` // entries left untouched
+	Written   int       `json:"written"`   // entries added or rewritten
+	Deleted   int       `json:"deleted"`   // entries deleted
+	Held      int       `json:"held"`      // deletions held as suspect
 }
 
 // place is what the region records: the center and the revision applied,
@@ -108,7 +123,7 @@ func (f *follower) changes(batch *shm.Batch, b registry.Batch) {
 // whole) equal to it: entries that did not change are not touched, so no
 // reader sees them vanish and come back. Deletions that would remove most
 // of a service are held (see suspect).
-func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) {
+func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) (diff Resync) {
 	want := make(map[string][]byte, len(b.Records))
 	for i := range b.Records {
 		if r := &b.Records[i]; !r.Deleted {
@@ -128,13 +143,17 @@ func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) 
 			services[service]++
 		}
 		if wv, ok := want[key]; ok {
-			if !bytes.Equal(v, wv) {
+			if bytes.Equal(v, wv) {
+				diff.Unchanged++
+			} else {
 				batch.Put(k, wv)
+				diff.Written++
 			}
 			return true
 		}
 		if whole && !underAny(key, b.Prefixes) {
 			batch.Delete(k) // no longer subscribed
+			diff.Deleted++
 			return true
 		}
 		gone = append(gone, key)
@@ -155,14 +174,20 @@ func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) 
 		r := &b.Records[i]
 		if !r.Deleted && !seen[r.Key] {
 			batch.Put([]byte(r.Key), r.Value)
+			diff.Written++
 		}
 	}
 	for k := range want {
 		delete(f.held, k) // present again: no longer a held deletion
 	}
-	for _, key := range f.suspect(gone, services) {
+	del := f.suspect(gone, services)
+	for _, key := range del {
 		batch.Delete([]byte(key))
 	}
+	diff.Snapshot = len(want)
+	diff.Deleted += len(del)
+	diff.Held = len(gone) - len(del)
+	return diff
 }
 
 // heldDelete is a suspect deletion waiting for confirmation.

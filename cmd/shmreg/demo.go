@@ -38,7 +38,8 @@ const demoSteps = 6
 
 func runDemo(args []string) error {
 	fs := newFlags("demo", "", "Run a mirrored pair of centers, an agent and a reader process on loopback, in a\ntemporary directory, and show the system at work: registration, shared-memory\nlookups, failover, and lookup speed from shared memory against TCP.")
-	duration := fs.Duration("duration", 0, "keep the system up this long in total, then exit (0: run the script, about 10s, then exit)")
+	duration := fs.Duration("duration", 0, "stop after this long in total, even mid-script (0: no bound)")
+	keep := fs.Bool("keep", false, "after the script, keep the system up (until Ctrl-C or --duration) to explore it")
 	measure := fs.Duration("measure", time.Second, "how long each lookup-rate measurement runs")
 	if help, err := parse(fs, args); help || err != nil {
 		return err
@@ -65,8 +66,8 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *duration > 0 && ctx.Err() == nil {
-		fmt.Fprintf(d.out, "\nThe system stays up until the --duration ends (Ctrl-C to stop). In another terminal:\n")
+	if *keep && ctx.Err() == nil {
+		fmt.Fprintf(d.out, "\nThe system stays up (Ctrl-C to stop). In another terminal:\n")
 		fmt.Fprintf(d.out, "  shmreg ls --region %s svc/\n  shmreg watch --region %s svc/\n", d.region, d.region)
 		<-ctx.Done()
 		fmt.Fprintln(d.out, "\nstopped; cleaning up.")
@@ -76,46 +77,63 @@ func runDemo(args []string) error {
 
 func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
 
-func (d *demo) stepf(format string, a ...any) {
+// stepf announces the next step, or returns ctx's error if the demo must stop.
+func (d *demo) stepf(ctx context.Context, format string, a ...any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	d.step++
 	fmt.Fprintf(d.out, "\n[%d/%d] %s\n", d.step, demoSteps, fmt.Sprintf(format, a...))
+	return nil
 }
 
 func (d *demo) run(ctx context.Context) error {
 	d.say("shmreg demo: service lookups served from shared memory")
 	d.say("working directory %s (removed on exit)", d.dir)
 
-	d.stepf("Starting a mirrored pair of registry centers on loopback")
+	if err := d.stepf(ctx, "Starting a mirrored pair of registry centers on loopback"); err != nil {
+		return err
+	}
 	if err := d.startCenters(ctx); err != nil {
 		return err
 	}
 	d.say("  center A  %s  id %s", d.addrs[0], d.centers[0].ID())
 	d.say("  center B  %s  id %s", d.addrs[1], d.centers[1].ID())
 
-	d.stepf("Starting the host agent (subscribed to svc/ and cfg/)")
+	if err := d.stepf(ctx, "Starting the host agent (subscribed to svc/ and cfg/)"); err != nil {
+		return err
+	}
 	if err := d.startAgent(ctx); err != nil {
 		return err
 	}
 	d.say("  region    %s", d.region)
 	d.say("  following %s", d.agent.Status().CenterAddr)
 
-	d.stepf("Registering sample services through the SDK; each appears in shared memory")
+	if err := d.stepf(ctx, "Registering sample services through the SDK; each appears in shared memory"); err != nil {
+		return err
+	}
 	if err := d.register(ctx); err != nil {
 		return err
 	}
 	d.showRegion()
 
-	d.stepf("Killing the center the agent follows")
+	if err := d.stepf(ctx, "Killing the center the agent follows"); err != nil {
+		return err
+	}
 	if err := d.failover(ctx); err != nil {
 		return err
 	}
 
-	d.stepf("A separate reader process looks services up in shared memory")
+	if err := d.stepf(ctx, "A separate reader process looks services up in shared memory"); err != nil {
+		return err
+	}
 	if err := d.spawnReader(ctx); err != nil {
 		return err
 	}
 
-	d.stepf("Lookup rate: shared memory against TCP to a center (%v each)", d.measure)
+	if err := d.stepf(ctx, "Lookup rate: shared memory against TCP to a center (%v each)", d.measure); err != nil {
+		return err
+	}
 	if err := d.compare(ctx); err != nil {
 		return err
 	}
@@ -202,7 +220,7 @@ var sampleServices = []registry.Instance{
 func (d *demo) register(ctx context.Context) error {
 	for _, in := range sampleServices {
 		start := time.Now()
-		if err := d.client.Register(ctx, in, registry.RegisterOptions{}); err != nil {
+		if err := d.client.Register(context.WithoutCancel(ctx), in, registry.RegisterOptions{}); err != nil {
 			return fmt.Errorf("register %s: %w", in.Key(), err)
 		}
 		acked := time.Since(start)
@@ -267,8 +285,14 @@ func (d *demo) failover(ctx context.Context) error {
 	if st.Center == d.centers[1].ID() {
 		victim, survivor = 1, 0
 	}
-	entries := d.reader.Len()
-	d.say("  the agent follows center %c; shutting it down ...", 'A'+victim)
+	// A mirrored pair: wait until the survivor holds everything the victim
+	// does (replication is asynchronous), as it would in steady state.
+	for len(d.centers[survivor].List("")) != len(d.centers[victim].List("")) || !d.centers[survivor].PeerConnected() {
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return err
+		}
+	}
+	d.say("  both centers hold the %d records; the agent follows center %c: shutting it down ...", len(d.centers[victim].List("")), 'A'+victim)
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := d.centers[victim].Shutdown(sctx)
@@ -282,10 +306,13 @@ func (d *demo) failover(ctx context.Context) error {
 			return err
 		}
 	}
-	d.say("  the agent failed over to center %c in %s (resynced by diff: %d entries, none rewritten)", 'A'+survivor, round(time.Since(start)), entries)
+	took := time.Since(start)
+	rs := d.agent.Status().LastResync
+	d.say("  the agent failed over to center %c in %s", 'A'+survivor, round(took))
+	d.say("  resync by diff: %d entries in the snapshot, %d unchanged (not touched), %d written, %d deleted", rs.Snapshot, rs.Unchanged, rs.Written, rs.Deleted)
 	in := registry.Instance{Service: "web", ID: "web-4", Address: "10.0.0.14", Port: 8080}
 	start = time.Now()
-	if err := d.client.Register(ctx, in, registry.RegisterOptions{}); err != nil {
+	if err := d.client.Register(context.WithoutCancel(ctx), in, registry.RegisterOptions{}); err != nil {
 		return err
 	}
 	if err := d.waitFor(ctx, in.Key()); err != nil {
@@ -308,7 +335,7 @@ func (d *demo) compare(ctx context.Context) error {
 	var shmN int
 	deadline := time.Now().Add(d.measure)
 	start := time.Now()
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		for range 1000 {
 			if err := d.reader.View(key, func([]byte) error { return nil }); err != nil {
 				return err
@@ -332,7 +359,7 @@ func (d *demo) compare(ctx context.Context) error {
 	var tcpN int
 	deadline = time.Now().Add(d.measure)
 	start = time.Now()
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if _, err := conn.Get(ctx, string(key)); err != nil {
 			return err
 		}
