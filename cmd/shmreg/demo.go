@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -59,7 +58,8 @@ func runDemo(args []string) error {
 	d := &demo{out: os.Stdout, dir: dir, measure: *measure}
 	defer d.close()
 	err = d.run(ctx)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if err != nil && ctx.Err() != nil {
+		// Whatever failed, it failed because the demo was told to stop.
 		fmt.Fprintln(d.out, "\nstopped; cleaning up.")
 		return nil
 	}
