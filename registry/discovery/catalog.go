@@ -18,10 +18,12 @@ type Catalog struct {
 	owned bool // Close closes r
 	opts  Options
 
-	// services caches each service's decoded instances. Values are
-	// *serviceCache and are never removed: a process calls a bounded set
-	// of services.
-	services sync.Map
+	// services maps a service name to its cache. The map is never
+	// modified once published: adding a service publishes a copy (under
+	// servicesMu), so a lookup is one atomic load and a plain map read.
+	// Entries are never removed: a process calls a bounded set of services.
+	services   atomic.Pointer[map[string]*serviceCache]
+	servicesMu sync.Mutex
 
 	hub       *hub
 	refresher *refresher
@@ -54,6 +56,7 @@ func Open(name string, opts Options) (*Catalog, error) {
 func New(r *shm.Reader, opts Options) *Catalog {
 	opts = opts.withDefaults()
 	c := &Catalog{r: r, opts: opts}
+	c.services.Store(&map[string]*serviceCache{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.hub = newHub(c)
 	c.refresher = newRefresher(c)

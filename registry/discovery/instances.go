@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -52,14 +53,24 @@ func (c *Catalog) instanceSet(service string) (*instanceSet, error) {
 
 // service returns the cache of one service, creating it on first use.
 func (c *Catalog) service(name string) (*serviceCache, error) {
-	if v, ok := c.services.Load(name); ok {
-		return v.(*serviceCache), nil
+	if sc := (*c.services.Load())[name]; sc != nil {
+		return sc, nil
 	}
 	if name == "" || strings.Contains(name, "/") {
 		return nil, fmt.Errorf("%w: service name %q (empty or with '/')", registry.ErrInvalid, name)
 	}
-	v, _ := c.services.LoadOrStore(name, &serviceCache{name: name, prefix: []byte(registry.InstancePrefix + name + "/")})
-	return v.(*serviceCache), nil
+	c.servicesMu.Lock()
+	defer c.servicesMu.Unlock()
+	old := *c.services.Load()
+	if sc := old[name]; sc != nil {
+		return sc, nil
+	}
+	m := make(map[string]*serviceCache, len(old)+1)
+	maps.Copy(m, old)
+	sc := &serviceCache{name: name, prefix: []byte(registry.InstancePrefix + name + "/")}
+	m[name] = sc
+	c.services.Store(&m)
+	return sc, nil
 }
 
 // serviceCache holds the decoded instances of one service. Readers load the

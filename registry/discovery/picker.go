@@ -89,7 +89,7 @@ type Picker struct {
 	opts  PickerOptions
 	state atomic.Pointer[pickState]
 	mu    sync.Mutex    // serialises rebuilds of state
-	next  atomic.Uint64 // round-robin cursor
+	next  atomic.Uint32 // round-robin cursor (32 bits: the modulo is cheaper)
 }
 
 // pickState is what a strategy needs, derived from one instance set.
@@ -138,9 +138,9 @@ func (p *Picker) Pick(key string) (registry.Instance, error) {
 	case ConsistentHash:
 		return st.ins[st.ring.lookup(key)], nil
 	case LeastLoaded:
-		return st.ins[st.least[(p.next.Add(1)-1)%uint64(len(st.least))]], nil
+		return st.ins[st.least[(p.next.Add(1)-1)%uint32(len(st.least))]], nil
 	}
-	return st.ins[(p.next.Add(1)-1)%uint64(n)], nil
+	return st.ins[(p.next.Add(1)-1)%uint32(n)], nil
 }
 
 // current returns the state for the service's current instances.
