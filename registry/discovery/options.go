@@ -26,6 +26,12 @@ type Options struct {
 	// RefreshTimeout bounds one refresh request to the agent, including the
 	// background request GetInto makes for a stale entry. Default 5s.
 	RefreshTimeout time.Duration
+	// StaleRefreshInterval is the least time between two background refresh
+	// requests GetInto sends for the same stale key, so that a key whose
+	// producer is still old (the center holds the old schema too) does not
+	// cost a request per read. Default 1s. Refresh and GetFreshInto are not
+	// limited.
+	StaleRefreshInterval time.Duration
 	// WatchBuffer is the capacity of each watcher's event channel. Default 16.
 	WatchBuffer int
 	// Logger receives the catalog's logs (undecodable instances, failed
@@ -36,6 +42,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.RefreshTimeout <= 0 {
 		o.RefreshTimeout = 5 * time.Second
+	}
+	if o.StaleRefreshInterval <= 0 {
+		o.StaleRefreshInterval = time.Second
 	}
 	if o.WatchBuffer <= 0 {
 		o.WatchBuffer = 16

@@ -35,6 +35,28 @@ type refresher struct {
 	c        *Catalog
 	mu       sync.Mutex
 	inflight map[string]*refreshCall
+	lastAsk  map[string]time.Time // when background() last asked for a key
+}
+
+// background asks for a refresh of key unless one was asked for within
+// Options.StaleRefreshInterval. It does not wait.
+func (r *refresher) background(key string) {
+	now := time.Now()
+	r.mu.Lock()
+	if t, ok := r.lastAsk[key]; ok && now.Sub(t) < r.c.opts.StaleRefreshInterval {
+		r.mu.Unlock()
+		return
+	}
+	if len(r.lastAsk) >= 1024 { // forget old entries rather than grow
+		for k, t := range r.lastAsk {
+			if now.Sub(t) >= r.c.opts.StaleRefreshInterval {
+				delete(r.lastAsk, k)
+			}
+		}
+	}
+	r.lastAsk[key] = now
+	r.mu.Unlock()
+	r.start(key)
 }
 
 type refreshCall struct {
@@ -43,7 +65,7 @@ type refreshCall struct {
 }
 
 func newRefresher(c *Catalog) *refresher {
-	return &refresher{c: c, inflight: map[string]*refreshCall{}}
+	return &refresher{c: c, inflight: map[string]*refreshCall{}, lastAsk: map[string]time.Time{}}
 }
 
 // start returns the in-flight call for key, starting one if there is none.

@@ -31,8 +31,9 @@ func (e *StaleError) Unwrap() error { return ErrStale }
 // (see below), it was written by an older version of its producer: v holds
 // the decoded value (missing fields at their zero values) and GetInto
 // returns a *StaleError (errors.Is(err, ErrStale)). It also asks the agent,
-// in the background, to refresh that one key from a center (see Refresh);
-// read again later, or use GetFreshInto to wait for it.
+// in the background, to refresh that one key from a center (see Refresh;
+// at most once per Options.StaleRefreshInterval for a key); read again
+// later, or use GetFreshInto to wait for it.
 //
 // A field counts as declared unless it is tagged "-" or omitempty (a
 // current producer may omit an empty one); embedded and ",inline" structs
@@ -86,7 +87,7 @@ func (c *Catalog) getInto(key string, v any, refresh bool) error {
 		return nil
 	}
 	if refresh {
-		c.refresher.start(key) // answered in the background; errors are logged
+		c.refresher.background(key) // errors are logged
 	}
 	return &StaleError{Key: key, Missing: missing}
 }

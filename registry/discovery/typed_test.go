@@ -236,6 +236,33 @@ func TestRefreshDedupesConcurrentRequests(t *testing.T) {
 	}
 }
 
+// A key that stays stale (the center holds the old schema too) is not
+// re-requested on every read.
+func TestGetIntoLimitsBackgroundRefreshes(t *testing.T) {
+	w, _ := testRegion(t, Options{})
+	old := mustMarshal(t, limitsV1{QPS: 1})
+	agent, sock := startFakeAgent(t, w, map[string][]byte{"k": old})
+	c := New(readerOf(t, w), Options{AgentSocket: sock, StaleRefreshInterval: time.Hour})
+	t.Cleanup(func() { c.Close() })
+	if err := w.Put([]byte("k"), old); err != nil {
+		t.Fatal(err)
+	}
+	var v limitsV2
+	for range 50 {
+		if err := c.GetInto("k", &v); !errors.Is(err, ErrStale) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(agent.seen()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := agent.requests.Load(); n != 1 {
+		t.Fatalf("%d refresh requests for 50 stale reads, want 1", n)
+	}
+}
+
 func TestRefreshErrors(t *testing.T) {
 	w, _ := testRegion(t, Options{})
 	if err := w.Put([]byte("k"), mustMarshal(t, limitsV1{QPS: 3})); err != nil {
