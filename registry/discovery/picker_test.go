@@ -1,0 +1,225 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/shmreg/shmreg/registry"
+)
+
+func TestPickRoundRobin(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	for _, id := range []string{"a", "b", "c"} {
+		putInstance(t, w, inst("orders", id, 1))
+	}
+	p, err := c.Picker("orders", PickerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 6 {
+		in, err := p.Pick("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, in.ID)
+	}
+	if !slices.Equal(got, []string{"a", "b", "c", "a", "b", "c"}) {
+		t.Fatalf("round robin order %v", got)
+	}
+}
+
+func TestPickNoInstances(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	critical := inst("orders", "a", 1)
+	critical.Health = registry.HealthCritical
+	putInstance(t, w, critical)
+	for s := RoundRobin; s <= LeastLoaded; s++ {
+		p, err := c.Picker("orders", PickerOptions{Strategy: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pick("k"); !errors.Is(err, ErrNoInstances) {
+			t.Fatalf("%v: err = %v, want ErrNoInstances", s, err)
+		}
+	}
+	all, _ := c.Picker("orders", PickerOptions{IncludeUnhealthy: true})
+	if in, err := all.Pick(""); err != nil || in.ID != "a" {
+		t.Fatalf("IncludeUnhealthy: %v, %v", in.ID, err)
+	}
+	if _, err := c.Picker("orders", PickerOptions{Strategy: Strategy(42)}); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("unknown strategy: %v", err)
+	}
+}
+
+func TestPickWeightedRandom(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	a, b := inst("orders", "a", 1), inst("orders", "b", 2)
+	a.Weight, b.Weight = 1, 3
+	putInstance(t, w, a)
+	putInstance(t, w, b)
+	p, _ := c.Picker("orders", PickerOptions{Strategy: WeightedRandom})
+	const n = 40000
+	count := map[string]int{}
+	for range n {
+		in, err := p.Pick("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		count[in.ID]++
+	}
+	// Expected 10000 / 30000; 5 standard deviations is about 430.
+	if count["a"] < 9000 || count["a"] > 11000 {
+		t.Fatalf("weights 1:3 gave %v", count)
+	}
+}
+
+func TestPickLeastLoaded(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	put := func(id, load string) {
+		in := inst("orders", id, 1)
+		if load != "" {
+			in.Metadata = map[string]string{"load": load}
+		}
+		putInstance(t, w, in)
+	}
+	put("a", "5")
+	put("b", "2")
+	put("c", "2.0")
+	put("d", "") // no figure: ranks last
+	put("e", "busy")
+	p, _ := c.Picker("orders", PickerOptions{Strategy: LeastLoaded})
+	count := map[string]int{}
+	for range 10 {
+		in, _ := p.Pick("")
+		count[in.ID]++
+	}
+	if count["b"] != 5 || count["c"] != 5 {
+		t.Fatalf("least loaded spread %v, want b and c alternately", count)
+	}
+	put("a", "0.5")
+	if in, _ := p.Pick(""); in.ID != "a" {
+		t.Fatalf("after a's load fell: %s", in.ID)
+	}
+	// A custom key, absent everywhere: round robin over all.
+	q, _ := c.Picker("orders", PickerOptions{Strategy: LeastLoaded, LoadKey: "cpu"})
+	seen := map[string]bool{}
+	for range 5 {
+		in, _ := q.Pick("")
+		seen[in.ID] = true
+	}
+	if len(seen) != 5 {
+		t.Fatalf("no figures: picked %v, want all five", seen)
+	}
+}
+
+func TestConsistentHashSticky(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	for i := range 5 {
+		putInstance(t, w, inst("orders", "i"+strconv.Itoa(i), 1))
+	}
+	p, _ := c.Picker("orders", PickerOptions{Strategy: ConsistentHash})
+	first := map[string]string{}
+	for k := range 1000 {
+		key := "user-" + strconv.Itoa(k)
+		in, err := p.Pick(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first[key] = in.ID
+	}
+	// Unrelated commits and reordering-free rewrites keep every mapping.
+	if err := w.Put([]byte("config/x"), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	state := p.state.Load()
+	for key, id := range first {
+		if in, _ := p.Pick(key); in.ID != id {
+			t.Fatalf("%s moved from %s to %s with the set unchanged", key, id, in.ID)
+		}
+	}
+	if p.state.Load() != state {
+		t.Fatal("ring rebuilt although the instances did not change")
+	}
+	// A change of an instance's address is a change of the set (the ring is
+	// rebuilt) but not of the ring's points: they are placed by id.
+	moved := inst("orders", "i0", 1)
+	moved.Address = "10.9.9.9"
+	putInstance(t, w, moved)
+	for key, id := range first {
+		if in, _ := p.Pick(key); in.ID != id {
+			t.Fatalf("%s moved after an address change", key)
+		}
+	}
+	if p.state.Load() == state {
+		t.Fatal("ring not rebuilt after the instances changed")
+	}
+}
+
+func ringInstances(prefix string, n int) []registry.Instance {
+	ins := make([]registry.Instance, n)
+	for i := range ins {
+		ins[i] = inst("orders", fmt.Sprintf("%s%d", prefix, i), 1)
+	}
+	return ins
+}
+
+// Adding or removing one of N instances moves about 1/N of the keys, and
+// only to (or from) that instance.
+func TestConsistentHashMovesOneNth(t *testing.T) {
+	const keys = 100000
+	ten := ringInstances("node-", 10)
+	eleven := append(slices.Clone(ten), inst("orders", "node-new", 1))
+	before, after := newRing(ten, DefaultReplicas), newRing(eleven, DefaultReplicas)
+	movedAdd := 0
+	for k := range keys {
+		key := "key-" + strconv.Itoa(k)
+		o, n := before.lookup(key), after.lookup(key)
+		if o != n {
+			movedAdd++
+			if eleven[n].ID != "node-new" {
+				t.Fatalf("%s moved from %s to %s, not to the new node", key, ten[o].ID, eleven[n].ID)
+			}
+		}
+	}
+	if share := float64(movedAdd) / keys; share < 0.06 || share > 0.13 {
+		t.Fatalf("adding 1 to 10 moved %.3f of the keys, want about 1/11", share)
+	}
+	nine := slices.Delete(slices.Clone(ten), 3, 4)
+	removed := newRing(nine, DefaultReplicas)
+	movedDel := 0
+	for k := range keys {
+		key := "key-" + strconv.Itoa(k)
+		o, n := ten[before.lookup(key)].ID, nine[removed.lookup(key)].ID
+		if o != n {
+			movedDel++
+			if o != "node-3" {
+				t.Fatalf("%s moved from %s although only node-3 left", key, o)
+			}
+		}
+	}
+	if share := float64(movedDel) / keys; share < 0.06 || share > 0.14 {
+		t.Fatalf("removing 1 of 10 moved %.3f of the keys, want about 1/10", share)
+	}
+}
+
+// With the default replicas the busiest of 10 instances takes under 1.2
+// times the mean share, for several unrelated sets of instance ids.
+func TestConsistentHashBalance(t *testing.T) {
+	const n, keys = 10, 100000
+	for _, prefix := range []string{"node-", "orders-", "10.0.0.", "pod-7f9c-", "i"} {
+		ins := ringInstances(prefix, n)
+		r := newRing(ins, DefaultReplicas)
+		load := make([]int, n)
+		for k := range keys {
+			load[r.lookup("req:"+strconv.Itoa(k))]++
+		}
+		mx := slices.Max(load)
+		if ratio := float64(mx) / (keys / n); ratio >= 1.2 {
+			t.Errorf("ids %q: max/mean = %.3f (loads %v), want < 1.2", prefix, ratio, load)
+		}
+	}
+}
