@@ -1,0 +1,156 @@
+package registry
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"sort"
+)
+
+// Anti-entropy: the key space is cut into numBuckets ranges by a hash of the
+// key. Each center keeps, per bucket, the XOR of a hash of every record
+// (key, version, deleted) it holds, tombstones included, updated as records
+// change. Two centers compare the table; for each bucket that differs they
+// exchange the bucket's records and each side takes the newer version of
+// every key. Because tombstones take part, a delete wins over the older value
+// it deleted and nothing is resurrected.
+
+const numBuckets = 1024
+
+type digestTable struct {
+	sums [numBuckets]uint64
+	keys [numBuckets]map[string]struct{}
+}
+
+func (d *digestTable) init() {
+	for i := range d.keys {
+		d.keys[i] = make(map[string]struct{})
+	}
+}
+
+func bucketOf(key string) int {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return int(h.Sum64() % numBuckets)
+}
+
+func recordHash(r *Record) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(r.Key))
+	var b [10]byte
+	binary.LittleEndian.PutUint64(b[1:9], r.Version.HLC)
+	if r.Deleted {
+		b[9] = 1
+	}
+	h.Write(b[:])
+	h.Write([]byte(r.Version.Origin))
+	// splitmix64 finalizer: spread fnv's weak high bits before XOR-folding.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func (d *digestTable) add(r *Record) {
+	b := bucketOf(r.Key)
+	d.sums[b] ^= recordHash(r)
+	d.keys[b][r.Key] = struct{}{}
+}
+
+func (d *digestTable) remove(r *Record) {
+	b := bucketOf(r.Key)
+	d.sums[b] ^= recordHash(r)
+	delete(d.keys[b], r.Key)
+}
+
+func (c *Center) digestSnapshot() []uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]uint64(nil), c.digests.sums[:]...)
+}
+
+// bucketRecords returns the records of a bucket with keys after `after`, in
+// key order, up to about limit bytes; more reports a truncation.
+func (c *Center) bucketRecords(bucket int, after string, limit int) (recs []Record, more bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	keys := make([]string, 0, len(c.digests.keys[bucket]))
+	for k := range c.digests.keys[bucket] {
+		if k > after {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	size := 0
+	for _, k := range keys {
+		r := c.recs[k]
+		sz := len(r.Key) + len(r.Value) + 64
+		if size+sz > limit && len(recs) > 0 {
+			return recs, true
+		}
+		recs = append(recs, *r)
+		size += sz
+	}
+	return recs, false
+}
+
+// antiEntropy compares digests with the peer over conn and repairs every
+// differing bucket in both directions. It returns the number of records
+// repaired (applied here plus sent there).
+func (c *Center) antiEntropy(ctx context.Context, conn *Conn) (int, error) {
+	theirs, err := conn.digests(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if len(theirs) != numBuckets {
+		return 0, fmt.Errorf("%w: peer sent %d digests, want %d", ErrProtocol, len(theirs), numBuckets)
+	}
+	ours := c.digestSnapshot()
+	repaired := 0
+	for b := range numBuckets {
+		if ours[b] == theirs[b] {
+			continue
+		}
+		peerRecs, err := conn.bucket(ctx, b)
+		if err != nil {
+			return repaired, err
+		}
+		peerVer := make(map[string]Version, len(peerRecs))
+		var apply []op
+		c.mu.RLock()
+		for _, r := range peerRecs {
+			peerVer[r.Key] = r.Version
+			if l := c.recs[r.Key]; l == nil || l.Version.Less(r.Version) {
+				apply = append(apply, op{kind: opApply, key: r.Key, rec: r})
+			}
+		}
+		var push []*Record
+		for k := range c.digests.keys[b] {
+			l := c.recs[k]
+			if v, ok := peerVer[k]; !ok || v.Less(l.Version) {
+				push = append(push, l)
+			}
+		}
+		c.mu.RUnlock()
+		if len(apply) > 0 {
+			if _, err := c.write(ctx, true, apply...); err != nil {
+				return repaired, err
+			}
+		}
+		for _, ch := range chunkRecords(push, conn.maxFrame/2) {
+			if len(ch) == 0 {
+				continue
+			}
+			if err := conn.replicate(ctx, ch); err != nil {
+				return repaired, err
+			}
+		}
+		repaired += len(apply) + len(push)
+	}
+	c.metrics.repairs.Add(float64(repaired))
+	return repaired, nil
+}

@@ -1,0 +1,122 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestClientRegistersThroughFailover(t *testing.T) {
+	a, b, _, _ := startPair(t)
+	ctx := tctx(t)
+	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, KeepAlive: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	in := inst("web", "1", 300*time.Millisecond)
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if cl.Center() != a.ID() {
+		t.Fatalf("client on %s, want the first address", cl.Center())
+	}
+	eventually(t, 2*time.Second, "registration replicated", func() bool { _, err := b.Get(in.Key()); return err == nil })
+	// Heartbeats keep it alive on both centers for several TTLs.
+	time.Sleep(time.Second)
+	for _, c := range []*Center{a, b} {
+		if _, err := c.Get(in.Key()); err != nil {
+			t.Fatalf("instance expired on %s while heartbeating: %v", c.ID(), err)
+		}
+	}
+	// Center a goes away: the client fails over to b and keeps the
+	// instance alive there.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	a.Shutdown(sctx)
+	cancel()
+	eventually(t, 3*time.Second, "failover to b", func() bool { return cl.Center() == b.ID() })
+	time.Sleep(time.Second)
+	if _, err := b.Get(in.Key()); err != nil {
+		t.Fatalf("instance lost after failover: %v", err)
+	}
+	// Key/values go through b now.
+	if _, err := cl.Put(ctx, "cfg/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cl.Get(ctx, "cfg/x"); err != nil || string(r.Value) != "1" {
+		t.Fatalf("get after failover: %+v %v", r, err)
+	}
+	if err := cl.Deregister(ctx, "web", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(in.Key()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deregistered instance still there: %v", err)
+	}
+}
+
+func TestClientReregistersForgottenInstance(t *testing.T) {
+	c := testCenter(t, CenterOptions{})
+	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := tctx(t)
+	in := inst("web", "1", 300*time.Millisecond)
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// An operator (or a split-brain expiry) deletes it: the next heartbeat
+	// learns the center no longer knows it and registers it again.
+	admin := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
+	if _, err := admin.Delete(ctx, in.Key()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "re-registration", func() bool { _, err := c.Get(in.Key()); return err == nil })
+}
+
+func TestRegisterContextEndDeregisters(t *testing.T) {
+	c := testCenter(t, CenterOptions{})
+	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	in := inst("web", "1", time.Minute)
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	eventually(t, 2*time.Second, "deregistration on context end", func() bool { _, err := c.Get(in.Key()); return err != nil })
+}
+
+func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
+	a, b, _, _ := startPair(t)
+	ctx := tctx(t)
+	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAgent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Put(ctx, "cfg/1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "replicated", func() bool { _, err := b.Get("cfg/1"); return err == nil })
+	sub, err := cl.Subscribe(ctx, []string{"cfg/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := sub.Next(ctx)
+	if err != nil || !first.Snapshot || first.CenterID != a.ID() || keysOf(first.Records) != "cfg/1" {
+		t.Fatalf("first %+v %v", first, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	a.Shutdown(sctx)
+	cancel()
+	next, err := sub.Next(ctx)
+	if err != nil || !next.Snapshot || next.CenterID != b.ID() || keysOf(next.Records) != "cfg/1" {
+		t.Fatalf("after failover %+v %v", next, err)
+	}
+}

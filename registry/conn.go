@@ -1,0 +1,461 @@
+package registry
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DialOptions configures a connection to one center.
+type DialOptions struct {
+	// Role declared in the handshake. Default RoleAgent.
+	Role Role
+	// Token for centers that require one (needed to write).
+	Token string
+	// TLS, if set, dials with TLS.
+	TLS *tls.Config
+	// MaxFrame is the largest frame accepted. Default DefaultMaxFrame.
+	MaxFrame int
+	// KeepAlive is the ping interval; the connection is considered dead
+	// after 3*KeepAlive without any frame from the center. Default 10s.
+	KeepAlive time.Duration
+	// Name identifies the client in the center's logs.
+	Name string
+
+	centerID string // role peer: the dialing center's id
+}
+
+// Conn is a connection to one center. Replies and pushes share it; it is
+// safe for concurrent use. A Conn does not reconnect: when Done is closed,
+// dial again (Client does this, failing over between the pair).
+type Conn struct {
+	nc       net.Conn
+	opts     DialOptions
+	centerID string
+	maxFrame int
+	welcome  welcomeMsg
+	out      *outbox
+	nextID   atomic.Uint64
+
+	mu      sync.Mutex
+	pending map[uint64]*call
+	subs    map[uint64]*Subscription
+	err     error // why the connection closed
+	closed  chan struct{}
+	wg      sync.WaitGroup
+}
+
+type call struct {
+	ch      chan callResult // capacity 1
+	collect bool            // accumulate multi-frame record replies
+	recs    []Record
+}
+
+type callResult struct {
+	f    frame
+	recs []Record
+	err  error
+}
+
+// Dial connects to a center at addr and performs the handshake.
+func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
+	if opts.Role == "" {
+		opts.Role = RoleAgent
+	}
+	if opts.MaxFrame == 0 {
+		opts.MaxFrame = DefaultMaxFrame
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 10 * time.Second
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, addr, err)
+	}
+	if opts.TLS != nil {
+		tc := tls.Client(nc, opts.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%w: tls %s: %v", ErrUnavailable, addr, err)
+		}
+		nc = tc
+	}
+	c := &Conn{
+		nc:       nc,
+		opts:     opts,
+		maxFrame: opts.MaxFrame,
+		out:      newOutbox(0),
+		pending:  make(map[uint64]*call),
+		subs:     make(map[uint64]*Subscription),
+		closed:   make(chan struct{}),
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	if err := c.handshake(ctx, br); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.wg.Add(3)
+	go func() { defer c.wg.Done(); c.out.run(nc) }()
+	go func() { defer c.wg.Done(); c.readLoop(br) }()
+	go func() { defer c.wg.Done(); c.keepAlive() }()
+	return c, nil
+}
+
+func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
+	deadline := time.Now().Add(handshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.nc.SetDeadline(deadline)
+	defer c.nc.SetDeadline(time.Time{})
+	b, err := encodeFrame(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: c.opts.Role, Token: c.opts.Token, CenterID: c.opts.centerID, Name: c.opts.Name})
+	if err != nil {
+		return err
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
+	}
+	p, err := readFrame(br, c.maxFrame)
+	if err != nil {
+		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
+	}
+	f, err := decodeFrame(p)
+	if err != nil {
+		return err
+	}
+	switch f.Type {
+	case msgWelcome:
+		if err := decodeBody(f.Body, &c.welcome); err != nil {
+			return err
+		}
+		c.centerID = c.welcome.CenterID
+		if c.welcome.MaxFrame > 0 && c.welcome.MaxFrame < c.maxFrame {
+			c.maxFrame = c.welcome.MaxFrame
+		}
+		return nil
+	case msgError:
+		return remoteErr(f.Body)
+	}
+	return fmt.Errorf("%w: handshake: unexpected frame type %d", ErrProtocol, f.Type)
+}
+
+func remoteErr(body []byte) error {
+	var m errorMsg
+	if err := decodeBody(body, &m); err != nil {
+		return err
+	}
+	return &RemoteError{Code: m.Code, Message: m.Message}
+}
+
+// CenterID is the id of the center this connection reached.
+func (c *Conn) CenterID() string { return c.centerID }
+
+// Done is closed when the connection is closed.
+func (c *Conn) Done() <-chan struct{} { return c.closed }
+
+// Err is why the connection closed (nil while open).
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the connection; pending calls and subscriptions end with
+// ErrClosed.
+func (c *Conn) Close() error {
+	c.shutdown(ErrClosed)
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Conn) shutdown(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	pending, subs := c.pending, c.subs
+	c.pending, c.subs = map[uint64]*call{}, map[uint64]*Subscription{}
+	close(c.closed)
+	c.mu.Unlock()
+	c.out.close(nil)
+	c.nc.Close()
+	for _, p := range pending {
+		p.ch <- callResult{err: err}
+	}
+	for _, s := range subs {
+		s.fail(err)
+	}
+}
+
+func (c *Conn) readLoop(br *bufio.Reader) {
+	idle := 3 * c.opts.KeepAlive
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(idle))
+		p, err := readFrame(br, c.maxFrame)
+		if err != nil {
+			c.shutdown(fmt.Errorf("%w: connection to %s lost: %v", ErrUnavailable, c.centerID, err))
+			return
+		}
+		f, err := decodeFrame(p)
+		if err != nil {
+			c.shutdown(err)
+			return
+		}
+		if f.ID == 0 {
+			switch f.Type {
+			case msgPush:
+				var m pushMsg
+				if err := decodeBody(f.Body, &m); err != nil {
+					c.shutdown(err)
+					return
+				}
+				c.mu.Lock()
+				s := c.subs[m.SubID]
+				c.mu.Unlock()
+				if s != nil {
+					s.deliver(m)
+				}
+			case msgError:
+				c.shutdown(remoteErr(f.Body))
+				return
+			case msgPing:
+				c.sendFrame(msgPong, 0, nil)
+			}
+			continue
+		}
+		c.mu.Lock()
+		cl := c.pending[f.ID]
+		if cl != nil && !(cl.collect && f.Type == msgRecords) {
+			delete(c.pending, f.ID)
+		}
+		c.mu.Unlock()
+		if cl == nil {
+			continue // a reply to a call that gave up
+		}
+		if cl.collect && f.Type == msgRecords {
+			var m recordsMsg
+			if err := decodeBody(f.Body, &m); err != nil {
+				c.shutdown(err)
+				return
+			}
+			cl.recs = append(cl.recs, m.Records...)
+			if m.More {
+				continue
+			}
+			c.mu.Lock()
+			delete(c.pending, f.ID)
+			c.mu.Unlock()
+		}
+		cl.ch <- callResult{f: f, recs: cl.recs}
+		if f.Type == msgError && f.ID == 0 {
+			return
+		}
+	}
+}
+
+func (c *Conn) keepAlive() {
+	t := time.NewTicker(c.opts.KeepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.sendFrame(msgPing, 0, nil)
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *Conn) sendFrame(t msgType, id uint64, body any) error {
+	b, err := encodeFrame(t, id, body)
+	if err != nil {
+		return fmt.Errorf("registry: encode: %w", err)
+	}
+	if len(b)-frameHeaderLen > c.maxFrame {
+		return fmt.Errorf("%w: request of %d bytes exceeds the frame limit %d", ErrTooLarge, len(b), c.maxFrame)
+	}
+	if err := c.out.enqueue(b); err != nil {
+		if e := c.Err(); e != nil {
+			return e
+		}
+		return err
+	}
+	return nil
+}
+
+// roundTrip sends a request and waits for its reply frame. An error frame
+// becomes a *RemoteError.
+func (c *Conn) roundTrip(ctx context.Context, t msgType, body any, collect bool) (callResult, error) {
+	id := c.nextID.Add(1)
+	cl := &call{ch: make(chan callResult, 1), collect: collect}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return callResult{}, err
+	}
+	c.pending[id] = cl
+	c.mu.Unlock()
+	if err := c.sendFrame(t, id, body); err != nil {
+		c.forget(id)
+		return callResult{}, err
+	}
+	select {
+	case r := <-cl.ch:
+		if r.err != nil {
+			return r, r.err
+		}
+		if r.f.Type == msgError {
+			return r, remoteErr(r.f.Body)
+		}
+		return r, nil
+	case <-ctx.Done():
+		c.forget(id)
+		return callResult{}, ctx.Err()
+	}
+}
+
+func (c *Conn) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// call sends a request and decodes a reply of type want into out (if set).
+func (c *Conn) call(ctx context.Context, t msgType, body any, want msgType, out any) error {
+	r, err := c.roundTrip(ctx, t, body, false)
+	if err != nil {
+		return err
+	}
+	if r.f.Type != want {
+		return fmt.Errorf("%w: reply type %d, want %d", ErrProtocol, r.f.Type, want)
+	}
+	if out != nil {
+		return decodeBody(r.f.Body, out)
+	}
+	return nil
+}
+
+// Ping round-trips a keep-alive.
+func (c *Conn) Ping(ctx context.Context) error { return c.call(ctx, msgPing, nil, msgPong, nil) }
+
+// Put writes a plain key/value (not under svc/). It returns once the center
+// has made the write durable.
+func (c *Conn) Put(ctx context.Context, key string, value []byte) (Version, error) {
+	if err := validateKV(key, value); err != nil {
+		return Version{}, err
+	}
+	var ok okMsg
+	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value}, msgOK, &ok)
+	return ok.Version, err
+}
+
+// Delete deletes a key (a plain key or an instance key); ErrNotFound if the
+// center does not hold it.
+func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
+	if err := ValidateKey(key); err != nil {
+		return Version{}, err
+	}
+	var ok okMsg
+	err := c.call(ctx, msgDelete, &keyMsg{Key: key}, msgOK, &ok)
+	return ok.Version, err
+}
+
+// RegisterOptions tunes one registration.
+type RegisterOptions struct {
+	// TieToConn makes the instance expire when this connection drops (after
+	// the center's DisconnectGrace), as well as on a missed TTL.
+	TieToConn bool
+}
+
+// Register writes an instance; the caller must then heartbeat it (Client
+// does this for you).
+func (c *Conn) Register(ctx context.Context, in Instance, opts RegisterOptions) (Version, error) {
+	in, err := in.normalize()
+	if err != nil {
+		return Version{}, err
+	}
+	var ok okMsg
+	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn}, msgOK, &ok)
+	return ok.Version, err
+}
+
+// Heartbeat renews the given instance keys; missing lists those the center
+// does not know (expired or never registered there): re-register them.
+func (c *Conn) Heartbeat(ctx context.Context, keys ...string) (missing []string, err error) {
+	var ack heartbeatAckMsg
+	err = c.call(ctx, msgHeartbeat, &heartbeatMsg{Keys: keys}, msgHeartbeatAck, &ack)
+	return ack.Missing, err
+}
+
+// Get reads one live record from the center (ErrNotFound if absent).
+func (c *Conn) Get(ctx context.Context, key string) (Record, error) {
+	var m recordsMsg
+	if err := c.call(ctx, msgGet, &keyMsg{Key: key}, msgRecords, &m); err != nil {
+		return Record{}, err
+	}
+	if len(m.Records) != 1 {
+		return Record{}, fmt.Errorf("%w: get returned %d records", ErrProtocol, len(m.Records))
+	}
+	return m.Records[0], nil
+}
+
+// List reads every live record under prefix, sorted by key.
+func (c *Conn) List(ctx context.Context, prefix string) ([]Record, error) {
+	r, err := c.roundTrip(ctx, msgList, &listMsg{Prefix: prefix}, true)
+	if err != nil {
+		return nil, err
+	}
+	return r.recs, nil
+}
+
+// ---- peer operations (used by the replicator) ----
+
+func (c *Conn) digests(ctx context.Context) ([]uint64, error) {
+	var m digestsMsg
+	err := c.call(ctx, msgDigests, nil, msgDigestsReply, &m)
+	return m.Digests, err
+}
+
+func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
+	var out []Record
+	after := ""
+	for {
+		var m recordsMsg
+		if err := c.call(ctx, msgBucket, &bucketMsg{Bucket: b, After: after}, msgRecords, &m); err != nil {
+			return nil, err
+		}
+		out = append(out, m.Records...)
+		if !m.More || len(m.Records) == 0 {
+			return out, nil
+		}
+		after = m.Records[len(m.Records)-1].Key
+	}
+}
+
+func (c *Conn) replicate(ctx context.Context, recs []Record) error {
+	return c.call(ctx, msgReplicate, &recordsMsg{Records: recs}, msgOK, nil)
+}
+
+func (c *Conn) touch(keys []string) error {
+	return c.sendFrame(msgTouch, 0, &touchMsg{Keys: keys})
+}
+
+// errIsConn reports whether err means the connection (not the request)
+// failed, so that a client should fail over.
+func errIsConn(err error) bool {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return false
+	}
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrProtocol)
+}

@@ -1,0 +1,251 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A frame on the wire is a 4-byte big-endian payload length N followed by N
+// bytes of msgpack: a 3-element array [type, request id, body]. The body is
+// one msgpack value whose shape depends on the type (see messages.go and
+// docs/PROTOCOL.md). Request id 0 marks a frame that answers no request
+// (pushes, fatal errors, keep-alives).
+//
+// Every frame is validated structurally (checkMsgpack) before it is decoded,
+// so a hostile length prefix inside the msgpack cannot make the decoder
+// allocate more than the frame holds, and nesting is bounded.
+
+const (
+	// ProtocolVersion is the version sent in the handshake. A center refuses
+	// any other version with an error frame.
+	ProtocolVersion = 1
+	// DefaultMaxFrame is the default maximum frame payload, in bytes.
+	DefaultMaxFrame = 4 << 20
+	// minMaxFrame is the smallest allowed MaxFrame: a frame must hold at least
+	// one maximal record.
+	minMaxFrame = 128 << 10
+	// maxNesting bounds msgpack nesting depth in a frame.
+	maxNesting     = 16
+	frameHeaderLen = 4
+)
+
+// frame is one decoded frame. Body aliases the frame's buffer.
+type frame struct {
+	Type msgType
+	ID   uint64
+	Body []byte
+}
+
+// readFrame reads one frame's payload. It returns ErrTooLarge (wrapped) if the
+// length prefix exceeds max, ErrProtocol for an empty frame, and io errors
+// as they come.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var hdr [frameHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
+	}
+	if uint64(n) > uint64(max) {
+		return nil, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrTooLarge, n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// decodeFrame parses a frame payload into its type, id and body.
+func decodeFrame(p []byte) (frame, error) {
+	if err := checkMsgpack(p); err != nil {
+		return frame{}, err
+	}
+	// Header: fixarray(3), then two unsigned ints.
+	if p[0] != 0x93 {
+		return frame{}, fmt.Errorf("%w: frame is not a 3-element array", ErrProtocol)
+	}
+	d := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(d)
+	r := bytes.NewReader(p[1:])
+	d.Reset(r)
+	t, err := d.DecodeUint64()
+	if err != nil {
+		return frame{}, fmt.Errorf("%w: frame type: %v", ErrProtocol, err)
+	}
+	if t == 0 || t >= uint64(msgTypeEnd) {
+		return frame{}, fmt.Errorf("%w: unknown frame type %d", ErrProtocol, t)
+	}
+	id, err := d.DecodeUint64()
+	if err != nil {
+		return frame{}, fmt.Errorf("%w: request id: %v", ErrProtocol, err)
+	}
+	body := p[len(p)-r.Len():]
+	return frame{Type: msgType(t), ID: id, Body: body}, nil
+}
+
+// decodeBody decodes a frame body into v (a pointer to a message struct).
+func decodeBody(body []byte, v any) error {
+	if err := msgpack.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: bad body: %v", ErrProtocol, err)
+	}
+	return nil
+}
+
+// encodeFrame encodes a whole frame (length prefix included). body may be nil.
+func encodeFrame(t msgType, id uint64, body any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(128)
+	buf.Write([]byte{0, 0, 0, 0})
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	if err := enc.EncodeArrayLen(3); err != nil {
+		return nil, err
+	}
+	if err := enc.EncodeUint(uint64(t)); err != nil {
+		return nil, err
+	}
+	if err := enc.EncodeUint(id); err != nil {
+		return nil, err
+	}
+	if err := enc.Encode(body); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(len(b)-frameHeaderLen))
+	return b, nil
+}
+
+// checkMsgpack verifies that p is exactly one well-formed msgpack value whose
+// declared lengths fit in p and whose nesting is at most maxNesting. It never
+// allocates more than the nesting stack and runs in time linear in len(p).
+func checkMsgpack(p []byte) error {
+	bad := func(what string) error { return fmt.Errorf("%w: malformed msgpack: %s", ErrProtocol, what) }
+	pos := 0
+	var stack [maxNesting]int
+	depth := 0
+	pending := 1
+	for {
+		for pending == 0 {
+			if depth == 0 {
+				if pos != len(p) {
+					return bad("trailing bytes")
+				}
+				return nil
+			}
+			depth--
+			pending = stack[depth]
+		}
+		if pos >= len(p) {
+			return bad("truncated")
+		}
+		c := p[pos]
+		pos++
+		pending--
+		// lenBytes: size of a big-endian length that follows; skip: fixed
+		// payload size; items: number of child values (maps count 2 per entry);
+		// data: the length read is a byte count (true) or an item count.
+		var lenBytes, skip, items int
+		mapMul := 0 // 0: length is bytes, 1: array items, 2: map entries
+		switch {
+		case c <= 0x7f || c >= 0xe0:
+		case c >= 0x80 && c <= 0x8f:
+			items = 2 * int(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			items = int(c & 0x0f)
+		case c >= 0xa0 && c <= 0xbf:
+			skip = int(c & 0x1f)
+		default:
+			switch c {
+			case 0xc0, 0xc2, 0xc3:
+			case 0xc1:
+				return bad("reserved code 0xc1")
+			case 0xc4, 0xd9:
+				lenBytes = 1
+			case 0xc5, 0xda:
+				lenBytes = 2
+			case 0xc6, 0xdb:
+				lenBytes = 4
+			case 0xc7:
+				lenBytes, skip = 1, 1
+			case 0xc8:
+				lenBytes, skip = 2, 1
+			case 0xc9:
+				lenBytes, skip = 4, 1
+			case 0xca:
+				skip = 4
+			case 0xcb:
+				skip = 8
+			case 0xcc, 0xd0:
+				skip = 1
+			case 0xcd, 0xd1:
+				skip = 2
+			case 0xce, 0xd2:
+				skip = 4
+			case 0xcf, 0xd3:
+				skip = 8
+			case 0xd4:
+				skip = 2
+			case 0xd5:
+				skip = 3
+			case 0xd6:
+				skip = 5
+			case 0xd7:
+				skip = 9
+			case 0xd8:
+				skip = 17
+			case 0xdc:
+				lenBytes, mapMul = 2, 1
+			case 0xdd:
+				lenBytes, mapMul = 4, 1
+			case 0xde:
+				lenBytes, mapMul = 2, 2
+			case 0xdf:
+				lenBytes, mapMul = 4, 2
+			}
+		}
+		if lenBytes > 0 {
+			if len(p)-pos < lenBytes {
+				return bad("truncated length")
+			}
+			var n uint64
+			for i := 0; i < lenBytes; i++ {
+				n = n<<8 | uint64(p[pos+i])
+			}
+			pos += lenBytes
+			if n > uint64(len(p)) {
+				return bad("length exceeds frame")
+			}
+			if mapMul == 0 {
+				skip += int(n)
+			} else {
+				items = mapMul * int(n)
+			}
+		}
+		if skip > len(p)-pos {
+			return bad("value exceeds frame")
+		}
+		pos += skip
+		if items > 0 {
+			if items > len(p)-pos {
+				return bad("container exceeds frame")
+			}
+			if depth == maxNesting {
+				return bad("nesting too deep")
+			}
+			stack[depth] = pending
+			depth++
+			pending = items
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	in := &putMsg{Key: "cfg/a", Value: []byte{1, 2, 3}}
+	b, err := encodeFrame(msgPut, 42, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := readFrame(bytes.NewReader(b), DefaultMaxFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := decodeFrame(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out putMsg
+	if err := decodeBody(f.Body, &out); err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != msgPut || f.ID != 42 || out.Key != in.Key || !bytes.Equal(out.Value, in.Value) {
+		t.Fatalf("round trip: %+v %+v", f, out)
+	}
+}
+
+func TestReadFrameLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"over the maximum", []byte{0, 0x10, 0, 1}, ErrTooLarge},
+		{"empty", []byte{0, 0, 0, 0}, ErrProtocol},
+	} {
+		if _, err := readFrame(bytes.NewReader(tc.in), 1<<20); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if _, err := readFrame(bytes.NewReader([]byte{0, 0, 0, 5, 1}), 1<<20); err == nil {
+		t.Error("truncated frame accepted")
+	}
+}
+
+func TestCheckMsgpack(t *testing.T) {
+	valid, _ := msgpack.Marshal(map[string]any{"a": []any{1, "x", nil, true, 1.5, []byte("b"), map[string]int{"c": 3}}})
+	deep := bytes.Repeat([]byte{0x91}, maxNesting+1)
+	deep = append(deep, 0x01)
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"valid nested", valid, true},
+		{"fixint", []byte{0x05}, true},
+		{"empty", nil, false},
+		{"reserved 0xc1", []byte{0xc1}, false},
+		{"array32 claiming 4G elements", []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}, false},
+		{"str8 longer than input", []byte{0xd9, 0x10, 'a'}, false},
+		{"trailing", []byte{0x01, 0x02}, false},
+		{"map missing a value", []byte{0x81, 0x01}, false},
+		{"too deep", deep, false},
+	} {
+		err := checkMsgpack(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err=%v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v is not ErrProtocol", tc.name, err)
+		}
+	}
+}
+
+// FuzzDecodeFrame feeds arbitrary bytes to the frame reader and every body
+// decoder a center or client uses: none may panic or allocate beyond the
+// frame, and whatever checkMsgpack accepts must decode or fail cleanly.
+func FuzzDecodeFrame(f *testing.F) {
+	seed := func(t msgType, body any) {
+		b, err := encodeFrame(t, 1, body)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	seed(msgHello, &helloMsg{Version: 1, Role: RoleAgent, Token: "x"})
+	seed(msgPut, &putMsg{Key: "cfg/a", Value: []byte("v")})
+	seed(msgRegister, &registerMsg{Instance: Instance{Service: "s", ID: "i", Metadata: map[string]string{"k": "v"}}})
+	seed(msgPush, &pushMsg{SubID: 1, Records: []Record{{Key: "k", Value: []byte("v"), Version: Version{HLC: 1, Origin: "o"}}}})
+	seed(msgDigestsReply, &digestsMsg{Digests: []uint64{1, 2, 3}})
+	f.Add([]byte{0, 0, 0, 6, 0x93, 0x01, 0x01, 0xdd, 0xff, 0xff})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := readFrame(bytes.NewReader(data), 1<<16)
+		if err != nil {
+			return
+		}
+		fr, err := decodeFrame(p)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("decodeFrame error %v is not ErrProtocol", err)
+			}
+			return
+		}
+		for _, v := range []any{&helloMsg{}, &welcomeMsg{}, &errorMsg{}, &okMsg{}, &putMsg{}, &keyMsg{},
+			&registerMsg{}, &heartbeatMsg{}, &heartbeatAckMsg{}, &listMsg{}, &recordsMsg{}, &subscribeMsg{},
+			&subIDMsg{}, &pushMsg{}, &touchMsg{}, &digestsMsg{}, &bucketMsg{}} {
+			_ = decodeBody(fr.Body, v)
+		}
+		_, _ = DecodeInstance(fr.Body)
+	})
+}

@@ -1,0 +1,121 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain doubles as the center child process of the cross-process tests:
+// with SHMREG_TEST_CENTER=1 the test binary runs one center (configured by
+// the environment), prints "ADDR <addr> ID <id>" on stdout, and serves until
+// SIGTERM (or until it is SIGKILLed).
+func TestMain(m *testing.M) {
+	if os.Getenv("SHMREG_TEST_CENTER") == "1" {
+		os.Exit(runChildCenter())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func runChildCenter() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	c, err := NewCenter(CenterOptions{
+		Listen:              os.Getenv("SHMREG_LISTEN"),
+		Peer:                os.Getenv("SHMREG_PEER"),
+		DataDir:             os.Getenv("SHMREG_DATA"),
+		AntiEntropyInterval: 300 * time.Millisecond,
+		TouchInterval:       100 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child center:", err)
+		return 1
+	}
+	if err := c.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child center:", err)
+		return 1
+	}
+	fmt.Printf("ADDR %s ID %s\n", c.Addr(), c.ID())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Shutdown(sctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child center shutdown:", err)
+		return 1
+	}
+	return 0
+}
+
+// testCenter starts an in-process center with fast timings for tests.
+func testCenter(t testing.TB, opts CenterOptions) *Center {
+	t.Helper()
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = 20 * time.Millisecond
+	}
+	if opts.TouchInterval == 0 {
+		opts.TouchInterval = 50 * time.Millisecond
+	}
+	if opts.AntiEntropyInterval == 0 {
+		opts.AntiEntropyInterval = 200 * time.Millisecond
+	}
+	c, err := NewCenter(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return c
+}
+
+func dialT(t testing.TB, addr string, opts DialOptions) *Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func tctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond every 10ms until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func keysOf(recs []Record) string {
+	ks := make([]string, len(recs))
+	for i, r := range recs {
+		ks[i] = r.Key
+	}
+	return strings.Join(ks, ",")
+}

@@ -1,0 +1,62 @@
+package registry
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// centerMetrics are a center's Prometheus metrics. They are always counted;
+// they are exported only if CenterOptions.Registerer is set.
+type centerMetrics struct {
+	connections     prometheus.Gauge
+	connectionsSeen prometheus.Counter
+	badFrames       prometheus.Counter
+	registrations   prometheus.Counter
+	heartbeats      prometheus.Counter
+	writes          prometheus.Counter
+	expiries        prometheus.Counter
+	held            prometheus.Gauge
+	holds           prometheus.Counter
+	records         prometheus.Gauge
+	pushes          prometheus.Counter
+	pushedRecords   prometheus.Counter
+	replLag         prometheus.Gauge
+	replSent        prometheus.Counter
+	repairs         prometheus.Counter
+	purged          prometheus.Counter
+}
+
+func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
+	const ns, sub = "shmreg", "center"
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	m := &centerMetrics{
+		connections:     g("connections", "Open client connections."),
+		connectionsSeen: c("connections_total", "Connections accepted."),
+		badFrames:       c("bad_frames_total", "Connections closed for a malformed, oversized or unauthorized frame."),
+		registrations:   c("registrations_total", "Instance registrations accepted."),
+		heartbeats:      c("heartbeats_total", "Instance heartbeats received (per instance)."),
+		writes:          c("writes_total", "Changes committed (any origin)."),
+		expiries:        c("expiries_total", "Instances expired for a missed TTL or a dropped connection."),
+		held:            g("self_preservation_held", "Instances currently held back from expiry by self-preservation."),
+		holds:           c("self_preservation_events_total", "Times self-preservation held back a mass expiry."),
+		records:         g("records", "Records held, tombstones included."),
+		pushes:          c("pushes_total", "Push frames sent to subscribers."),
+		pushedRecords:   c("pushed_records_total", "Records pushed to subscribers."),
+		replLag:         g("replication_lag_seconds", "Age of the newest change the peer acknowledged, at acknowledgement."),
+		replSent:        c("replicated_records_total", "Records sent to the peer."),
+		repairs:         c("antientropy_repairs_total", "Records repaired by anti-entropy (either direction)."),
+		purged:          c("tombstones_purged_total", "Tombstones purged after the retention period."),
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
+			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.records, m.pushes, m.pushedRecords,
+			m.replLag, m.replSent, m.repairs, m.purged} {
+			if err := reg.Register(col); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,524 @@
+package registry
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// session is the center's side of one connection. One goroutine reads and
+// dispatches frames (reads and heartbeats inline, writes through the
+// committer, whose callback replies), one writes queued frames, and one per
+// subscription pushes batches. A frame that is malformed, oversized or not
+// allowed for the connection gets an error frame and closes this connection
+// only.
+type session struct {
+	c      *Center
+	nc     net.Conn
+	id     uint64
+	role   Role
+	authed bool
+	name   string
+
+	out  *outbox
+	done chan struct{} // closed when the connection is closed
+
+	subMu sync.Mutex
+	subs  map[uint64]*subscriber
+}
+
+const (
+	handshakeTimeout = 10 * time.Second
+	writeTimeout     = 10 * time.Second
+	maxOutBytes      = 64 << 20 // queued outbound bytes before a client is dropped as too slow
+	maxPrefixes      = 1024
+)
+
+func newSession(c *Center, nc net.Conn) *session {
+	s := &session{
+		c:    c,
+		nc:   nc,
+		id:   c.nextConn.Add(1),
+		subs: make(map[uint64]*subscriber),
+	}
+	s.out = newOutbox(maxOutBytes)
+	s.done = s.out.done
+	return s
+}
+
+// errFatal marks an error after which the connection is closed.
+type errFatal struct{ err error }
+
+func (e errFatal) Error() string { return e.err.Error() }
+func (e errFatal) Unwrap() error { return e.err }
+
+func fatal(err error) error { return errFatal{err} }
+
+func (s *session) serve() {
+	m := s.c.metrics
+	m.connections.Inc()
+	m.connectionsSeen.Inc()
+	s.c.goFunc(func() { s.out.run(s.nc) })
+	defer func() {
+		s.close(nil)
+		s.subMu.Lock()
+		for _, sub := range s.subs {
+			s.c.unsubscribe(sub)
+		}
+		s.subMu.Unlock()
+		s.c.live.connClosed(s.id)
+		s.c.dropSession(s)
+		m.connections.Dec()
+	}()
+	br := bufio.NewReaderSize(s.nc, 64<<10)
+	if err := s.handshake(br); err != nil {
+		s.fail(0, err)
+		return
+	}
+	idle := 3 * s.c.opts.KeepAlive
+	var deadlineSet time.Time
+	for {
+		if now := time.Now(); now.Sub(deadlineSet) > idle/8 {
+			s.nc.SetReadDeadline(now.Add(idle))
+			deadlineSet = now
+		}
+		p, err := readFrame(br, s.c.opts.MaxFrame)
+		if err != nil {
+			if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) {
+				s.fail(0, err)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.c.log.Debug("connection read", "conn", s.id, "err", err)
+			}
+			return
+		}
+		f, err := decodeFrame(p)
+		if err != nil {
+			s.fail(0, err)
+			return
+		}
+		if err := s.handle(f); err != nil {
+			var fe errFatal
+			if errors.As(err, &fe) {
+				s.fail(f.ID, fe.err)
+				return
+			}
+			s.replyErr(f.ID, err)
+		}
+	}
+}
+
+// fail sends an error frame and closes the connection.
+func (s *session) fail(id uint64, err error) {
+	s.c.metrics.badFrames.Inc()
+	s.c.log.Warn("closing connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "err", err)
+	s.close(err, id)
+}
+
+func (s *session) handshake(br *bufio.Reader) error {
+	s.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	p, err := readFrame(br, s.c.opts.MaxFrame)
+	if err != nil {
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) {
+			return err
+		}
+		return fmt.Errorf("%w: handshake: %v", ErrProtocol, err)
+	}
+	f, err := decodeFrame(p)
+	if err != nil {
+		return err
+	}
+	if f.Type != msgHello {
+		return fmt.Errorf("%w: first frame must be hello", ErrProtocol)
+	}
+	var h helloMsg
+	if err := decodeBody(f.Body, &h); err != nil {
+		return err
+	}
+	if h.Version != ProtocolVersion {
+		return fmt.Errorf("%w: unsupported protocol version %d (this center speaks %d)", ErrProtocol, h.Version, ProtocolVersion)
+	}
+	if !h.Role.valid() {
+		return fmt.Errorf("%w: unknown role %q", ErrInvalid, h.Role)
+	}
+	s.role, s.name = h.Role, h.Name
+	tok := s.c.opts.Token
+	switch {
+	case tok == "":
+		s.authed = true
+	case subtle.ConstantTimeCompare([]byte(h.Token), []byte(tok)) == 1:
+		s.authed = true
+	case h.Token != "":
+		return fmt.Errorf("%w: wrong token", ErrUnauthorized)
+	case h.Role != RoleAgent:
+		return fmt.Errorf("%w: role %s needs a token", ErrUnauthorized, h.Role)
+	}
+	if h.Role == RolePeer {
+		if h.CenterID == s.c.id {
+			return fmt.Errorf("%w: peer is this center (%s)", ErrInvalid, s.c.id)
+		}
+		if s.c.opts.RequirePeerCert {
+			tc, ok := s.nc.(*tls.Conn)
+			if !ok || len(tc.ConnectionState().VerifiedChains) == 0 {
+				return fmt.Errorf("%w: peers must present a verified client certificate", ErrUnauthorized)
+			}
+		}
+	}
+	s.c.log.Debug("connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", h.Role, "name", h.Name)
+	return s.send(msgWelcome, f.ID, &welcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
+}
+
+func (s *session) needAuth() error {
+	if !s.authed {
+		return fatal(fmt.Errorf("%w: writes need the token", ErrUnauthorized))
+	}
+	return nil
+}
+
+func (s *session) needPeer() error {
+	if s.role != RolePeer || !s.authed {
+		return fatal(fmt.Errorf("%w: peer operations need role peer", ErrUnauthorized))
+	}
+	return nil
+}
+
+// decode decodes a body; a body that does not decode is a protocol error.
+func decode(body []byte, v any) error {
+	if err := decodeBody(body, v); err != nil {
+		return fatal(err)
+	}
+	return nil
+}
+
+func (s *session) handle(f frame) error {
+	c := s.c
+	switch f.Type {
+	case msgPing:
+		return s.send(msgPong, f.ID, nil)
+	case msgPong:
+		return nil
+	case msgPut:
+		if err := s.needAuth(); err != nil {
+			return err
+		}
+		var m putMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		if err := validateKV(m.Key, m.Value); err != nil {
+			return err
+		}
+		s.submitWrite(f.ID, op{kind: opPut, key: m.Key, value: m.Value})
+	case msgDelete:
+		if err := s.needAuth(); err != nil {
+			return err
+		}
+		var m keyMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		if err := ValidateKey(m.Key); err != nil {
+			return err
+		}
+		s.submitWrite(f.ID, op{kind: opDelete, key: m.Key})
+	case msgRegister:
+		if err := s.needAuth(); err != nil {
+			return err
+		}
+		var m registerMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		in, err := m.Instance.normalize()
+		if err != nil {
+			return err
+		}
+		v, err := EncodeInstance(in)
+		if err != nil {
+			return err
+		}
+		o := op{kind: opPut, key: in.Key(), value: v, ttl: in.TTL}
+		if m.TieToConn {
+			o.connID = s.id
+		}
+		c.metrics.registrations.Inc()
+		s.submitWrite(f.ID, o)
+	case msgHeartbeat:
+		if err := s.needAuth(); err != nil {
+			return err
+		}
+		var m heartbeatMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		missing := c.live.touch(m.Keys, false)
+		c.metrics.heartbeats.Add(float64(len(m.Keys)))
+		return s.send(msgHeartbeatAck, f.ID, &heartbeatAckMsg{Missing: missing})
+	case msgGet:
+		var m keyMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		r, err := c.Get(m.Key)
+		if err != nil {
+			return err
+		}
+		return s.send(msgRecords, f.ID, &recordsMsg{Records: []Record{r}})
+	case msgList:
+		var m listMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		return s.sendRecords(f.ID, c.List(m.Prefix), false)
+	case msgSubscribe, msgAddPrefixes:
+		var m subscribeMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		return s.subscribe(f, m)
+	case msgUnsubscribe:
+		var m subIDMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		s.subMu.Lock()
+		sub := s.subs[m.SubID]
+		delete(s.subs, m.SubID)
+		s.subMu.Unlock()
+		if sub == nil {
+			return fmt.Errorf("%w: no subscription %d", ErrNotFound, m.SubID)
+		}
+		c.unsubscribe(sub)
+		return s.send(msgOK, f.ID, &okMsg{})
+	case msgReplicate:
+		if err := s.needPeer(); err != nil {
+			return err
+		}
+		var m recordsMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		ops := make([]op, 0, len(m.Records))
+		for _, r := range m.Records {
+			if err := ValidateKey(r.Key); err != nil {
+				return err
+			}
+			if err := ValidateValue(r.Value); err != nil {
+				return err
+			}
+			ops = append(ops, op{kind: opApply, key: r.Key, rec: r})
+		}
+		id := f.ID
+		c.submit(&writeReq{ops: ops, fromPeer: true, done: func(_ []opResult, err error) {
+			if err != nil {
+				s.replyErr(id, err)
+				return
+			}
+			s.send(msgOK, id, &okMsg{Rev: c.rev})
+		}})
+	case msgTouch:
+		if err := s.needPeer(); err != nil {
+			return err
+		}
+		var m touchMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		c.live.touch(m.Keys, true)
+	case msgDigests:
+		if err := s.needPeer(); err != nil {
+			return err
+		}
+		return s.send(msgDigestsReply, f.ID, &digestsMsg{Digests: c.digestSnapshot()})
+	case msgBucket:
+		if err := s.needPeer(); err != nil {
+			return err
+		}
+		var m bucketMsg
+		if err := decode(f.Body, &m); err != nil {
+			return err
+		}
+		if m.Bucket < 0 || m.Bucket >= numBuckets {
+			return fmt.Errorf("%w: bucket %d out of range", ErrInvalid, m.Bucket)
+		}
+		recs, more := c.bucketRecords(m.Bucket, m.After, s.c.opts.MaxFrame/2)
+		return s.send(msgRecords, f.ID, &recordsMsg{Records: recs, More: more})
+	default:
+		return fatal(fmt.Errorf("%w: unexpected frame type %d from a client", ErrProtocol, f.Type))
+	}
+	return nil
+}
+
+// submitWrite sends one op to the committer and replies when it is durable.
+func (s *session) submitWrite(id uint64, o op) {
+	s.c.submit(&writeReq{ops: []op{o}, done: func(res []opResult, err error) {
+		if err == nil {
+			err = res[0].Err
+		}
+		if err != nil {
+			s.replyErr(id, err)
+			return
+		}
+		s.send(msgOK, id, &okMsg{Version: res[0].Version, Rev: res[0].Rev})
+	}})
+}
+
+func (s *session) subscribe(f frame, m subscribeMsg) error {
+	if len(m.Prefixes) == 0 || len(m.Prefixes) > maxPrefixes {
+		return fmt.Errorf("%w: need 1..%d prefixes", ErrInvalid, maxPrefixes)
+	}
+	for _, p := range m.Prefixes {
+		if len(p) > MaxKeyLen {
+			return fmt.Errorf("%w: prefix longer than %d bytes", ErrTooLarge, MaxKeyLen)
+		}
+	}
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	sub := s.subs[m.SubID]
+	if f.Type == msgAddPrefixes {
+		if sub == nil {
+			return fmt.Errorf("%w: no subscription %d", ErrNotFound, m.SubID)
+		}
+		s.c.addPrefixes(sub, m.Prefixes)
+		return s.send(msgOK, f.ID, &okMsg{})
+	}
+	if sub != nil {
+		return fmt.Errorf("%w: subscription %d exists", ErrInvalid, m.SubID)
+	}
+	if err := s.send(msgOK, f.ID, &okMsg{Rev: s.c.Rev()}); err != nil {
+		return err
+	}
+	sub = s.c.subscribe(m.Prefixes, m.FromRev, false)
+	s.subs[m.SubID] = sub
+	s.c.goFunc(func() { s.pushLoop(m.SubID, sub) })
+	return nil
+}
+
+// pushLoop delivers a subscription's batches, waiting PushDelay after the
+// first change so that a burst goes out together.
+func (s *session) pushLoop(subID uint64, sub *subscriber) {
+	delay := s.c.opts.PushDelay
+	var timer *time.Timer
+	if delay > 0 {
+		timer = time.NewTimer(delay)
+		timer.Stop()
+		defer timer.Stop()
+	}
+	for {
+		select {
+		case <-sub.notify:
+		case <-s.done:
+			return
+		}
+		if timer != nil {
+			timer.Reset(delay)
+			select {
+			case <-timer.C:
+			case <-s.done:
+				return
+			}
+		}
+		batches, overflow := sub.take()
+		if overflow {
+			s.fail(0, fmt.Errorf("%w: subscriber %d fell more than %d changes behind", ErrOverloaded, subID, s.c.opts.MaxBacklog))
+			return
+		}
+		for _, b := range batches {
+			if err := s.sendPush(subID, b); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *session) sendPush(subID uint64, b *pushBatch) error {
+	chunks := chunkRecords(b.recs, s.c.opts.MaxFrame/2)
+	for i, ch := range chunks {
+		m := &pushMsg{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.id}
+		if i == 0 {
+			m.Prefixes = b.prefixes
+		}
+		if err := s.send(msgPush, 0, m); err != nil {
+			return err
+		}
+		s.c.metrics.pushes.Inc()
+		s.c.metrics.pushedRecords.Add(float64(len(ch)))
+	}
+	return nil
+}
+
+// chunkRecords splits records into slices of about limit encoded bytes; it
+// always returns at least one (possibly empty) chunk.
+func chunkRecords(recs []*Record, limit int) [][]Record {
+	var out [][]Record
+	cur := make([]Record, 0, min(len(recs), 4096))
+	size := 0
+	for _, r := range recs {
+		sz := len(r.Key) + len(r.Value) + len(r.Version.Origin) + 64
+		if size+sz > limit && len(cur) > 0 {
+			out = append(out, cur)
+			cur, size = make([]Record, 0, 4096), 0
+		}
+		cur = append(cur, *r)
+		size += sz
+	}
+	return append(out, cur)
+}
+
+// sendRecords replies with records, over several frames (More set on all
+// but the last) if they exceed half a frame.
+func (s *session) sendRecords(id uint64, recs []Record, _ bool) error {
+	ptrs := make([]*Record, len(recs))
+	for i := range recs {
+		ptrs[i] = &recs[i]
+	}
+	chunks := chunkRecords(ptrs, s.c.opts.MaxFrame/2)
+	for i, ch := range chunks {
+		if err := s.send(msgRecords, id, &recordsMsg{Records: ch, More: i < len(chunks)-1}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) replyErr(id uint64, err error) {
+	s.send(msgError, id, &errorMsg{Code: errorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
+}
+
+// send encodes and queues a frame. It never blocks; a client that lets more
+// than maxOutBytes pile up is dropped.
+func (s *session) send(t msgType, id uint64, body any) error {
+	b, err := encodeFrame(t, id, body)
+	if err != nil {
+		return fmt.Errorf("registry: encode: %w", err)
+	}
+	return s.enqueue(b)
+}
+
+func (s *session) enqueue(b []byte) error {
+	err := s.out.enqueue(b)
+	if err == ErrOverloaded {
+		s.fail(0, fmt.Errorf("%w: client does not read its replies", ErrOverloaded))
+	}
+	return err
+}
+
+// close queues a final error frame (if err is set) and makes the writer
+// flush and close the connection. ids optionally names the request.
+func (s *session) close(err error, ids ...uint64) {
+	var last []byte
+	if err != nil {
+		var id uint64
+		if len(ids) > 0 {
+			id = ids[0]
+		}
+		last, _ = encodeFrame(msgError, id, &errorMsg{Code: errorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
+	}
+	s.out.close(last)
+}

@@ -1,0 +1,72 @@
+package registry
+
+import (
+	"sync"
+	"time"
+)
+
+// Version orders updates to a key across both centers: a hybrid logical clock
+// reading, ties broken by the id of the center that made the update. Two
+// distinct updates never have equal versions, so last-writer-wins picks the
+// same winner everywhere.
+type Version struct {
+	// HLC packs wall-clock milliseconds since the Unix epoch (high 48 bits)
+	// and a logical counter (low 16 bits).
+	HLC uint64 `msgpack:"hlc"`
+	// Origin is the id of the center that accepted the update.
+	Origin string `msgpack:"origin"`
+}
+
+// Less reports whether v orders before w.
+func (v Version) Less(w Version) bool {
+	if v.HLC != w.HLC {
+		return v.HLC < w.HLC
+	}
+	return v.Origin < w.Origin
+}
+
+// IsZero reports whether v is the zero version (no update).
+func (v Version) IsZero() bool { return v.HLC == 0 && v.Origin == "" }
+
+// Time is the wall-clock part of the version.
+func (v Version) Time() time.Time { return time.UnixMilli(int64(v.HLC >> 16)) }
+
+const hlcLogicalBits = 16
+
+// hlc is a hybrid logical clock: monotonic, close to wall time, and never
+// behind any version it has seen.
+type hlc struct {
+	mu   sync.Mutex
+	last uint64
+	now  func() time.Time
+}
+
+func newHLC(now func() time.Time) *hlc {
+	if now == nil {
+		now = time.Now
+	}
+	return &hlc{now: now}
+}
+
+// Now returns a reading greater than every earlier reading and every
+// observed one.
+func (c *hlc) Now() uint64 {
+	pt := uint64(c.now().UnixMilli()) << hlcLogicalBits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pt > c.last {
+		c.last = pt
+	} else {
+		c.last++ // logical tick; overflowing into the ms part is harmless
+	}
+	return c.last
+}
+
+// Observe moves the clock past a remote reading.
+func (c *hlc) Observe(remote uint64) {
+	c.mu.Lock()
+	if remote > c.last {
+		c.last = remote
+	}
+	c.mu.Unlock()
+}
