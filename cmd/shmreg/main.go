@@ -15,7 +15,9 @@ type command struct {
 }
 
 func commands() map[string]command {
-	return map[string]command{}
+	return map[string]command{
+		"bench": {"measure lookups, writes and propagation beside the alternatives", runBench},
+	}
 }
 
 func usage(cmds map[string]command) {
