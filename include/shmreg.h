@@ -187,7 +187,13 @@ struct shmreg_header {
     uint64_t place_revision; /* center revision the agent has applied */
     uint64_t value_alloc;    /* lowest byte used by values (they grow down from file_size) */
     char place_center[64];   /* NUL-padded id of the center the agent follows */
-    uint8_t reserved4[3840];
+    /* Reclamation statistics (offset 256), written by the writer. */
+    uint64_t retired_bytes;  /* retired, waiting for readers to move past them */
+    uint64_t reusable_bytes; /* on the writer's free lists */
+    uint64_t oldest_epoch;   /* oldest reader epoch at the last reclamation pass */
+    uint8_t reserved4[232];
+    uint64_t free_by_class[48]; /* offset 512: reusable bytes per size class */
+    uint8_t reserved5[3200];
 };
 
 /* A skiplist node, in the pool. Its key bytes follow it, then its first
@@ -289,7 +295,10 @@ SHMREG__AT(shmreg_header, compactions, 168);
 SHMREG__AT(shmreg_header, place_revision, 176);
 SHMREG__AT(shmreg_header, value_alloc, 184);
 SHMREG__AT(shmreg_header, place_center, 192);
-SHMREG__AT(shmreg_header, reserved4, 256);
+SHMREG__AT(shmreg_header, retired_bytes, 256);
+SHMREG__AT(shmreg_header, reusable_bytes, 264);
+SHMREG__AT(shmreg_header, oldest_epoch, 272);
+SHMREG__AT(shmreg_header, free_by_class, 512);
 
 _Static_assert(sizeof(struct shmreg_node) == 24, "node header is 24 bytes");
 SHMREG__AT(shmreg_node, value, 0);

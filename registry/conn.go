@@ -80,7 +80,12 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		return nil, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, addr, err)
 	}
 	if opts.TLS != nil {
-		tc := tls.Client(nc, opts.TLS)
+		cfg := opts.TLS
+		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("%w: tls %s: %v", ErrUnavailable, addr, err)
@@ -256,9 +261,6 @@ func (c *Conn) readLoop(br *bufio.Reader) {
 			c.mu.Unlock()
 		}
 		cl.ch <- callResult{f: f, recs: cl.recs}
-		if f.Type == msgError && f.ID == 0 {
-			return
-		}
 	}
 }
 

@@ -16,12 +16,13 @@ type outbox struct {
 	bytes   int
 	closing bool
 	signal  chan struct{}
+	drained chan struct{} // capacity 1: run wrote out what was queued
 	done    chan struct{} // closed when run has closed the connection
 	limit   int           // queued bytes beyond which enqueue reports overload
 }
 
 func newOutbox(limit int) *outbox {
-	return &outbox{signal: make(chan struct{}, 1), done: make(chan struct{}), limit: limit}
+	return &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit}
 }
 
 // enqueue queues a frame; it returns ErrClosed after close and ErrOverloaded
@@ -97,6 +98,32 @@ func (o *outbox) run(nc net.Conn) {
 		}
 		if closing {
 			return
+		}
+		select {
+		case o.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitRoom blocks until at most n bytes are queued, so that a producer of
+// many frames (a large snapshot) goes at the pace of the connection instead
+// of queueing it all. It returns false if the outbox closes first.
+func (o *outbox) waitRoom(n int) bool {
+	for {
+		o.mu.Lock()
+		queued, closing := o.bytes, o.closing
+		o.mu.Unlock()
+		if closing {
+			return false
+		}
+		if queued <= n {
+			return true
+		}
+		select {
+		case <-o.drained:
+		case <-o.done:
+			return false
 		}
 	}
 }

@@ -444,6 +444,9 @@ func (s *session) sendPush(subID uint64, b *pushBatch) error {
 		if i == 0 {
 			m.Prefixes = b.prefixes
 		}
+		if !s.out.waitRoom(maxOutBytes / 4) {
+			return ErrClosed
+		}
 		if err := s.send(msgPush, 0, m); err != nil {
 			return err
 		}

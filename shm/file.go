@@ -186,8 +186,11 @@ func minRegionSize(indexCap uint64) int64 {
 // which is what a random lookup pays for. Nothing is reused; ErrFull means
 // the cursors met.
 
-// alloc takes size bytes, 8-byte aligned, from the bottom cursor.
+// alloc takes size bytes, 8-byte aligned, from the bottom cursor. Every
+// block is as large as its size class, whoever allocates it, so that any
+// block can later be retired to its class's free list.
 func (m *mapping) alloc(size uint64) (uint64, error) {
+	size, _, _ = sizeClass(size)
 	off := (m.hdr.alloc + 7) &^ 7
 	if size > m.hdr.valueAlloc || off > m.hdr.valueAlloc-size {
 		return 0, ErrFull
@@ -198,6 +201,7 @@ func (m *mapping) alloc(size uint64) (uint64, error) {
 
 // allocValue takes size bytes, 8-byte aligned, from the top cursor.
 func (m *mapping) allocValue(size uint64) (uint64, error) {
+	size, _, _ = sizeClass(size)
 	end := m.hdr.valueAlloc
 	if size > end {
 		return 0, ErrFull

@@ -69,7 +69,14 @@ type dataHeader struct {
 	valueAlloc    uint64               // high cursor: lowest byte used by values (grows down from fileSize)
 	placeCenter   [placeCenterLen]byte // offset 192
 
-	_ [headerSize - 256]byte
+	// Reclamation line (offset 256), written by the writer for statistics.
+	retiredBytes  uint64 // retired, waiting for readers to move past them
+	reusableBytes uint64 // on the writer's free lists
+	oldestEpoch   uint64 // oldest epoch a live reader held at the last reclamation pass
+	_             [29]uint64
+	freeByClass   [numClasses]uint64 // offset 512: reusable bytes per size class
+
+	_ [headerSize - 512 - 8*numClasses]byte
 }
 
 // ctlHeader is the first 4096 bytes of the control file. Readers write to

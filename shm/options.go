@@ -39,7 +39,9 @@ type Options struct {
 	// ReadLease is the longest a single read (a View or Scan callback
 	// included) may run. A read older than this may be forced out of its slot
 	// by the writer and then fails with ErrEvicted; a superseded mapping is
-	// unmapped this long after the reader left it. Default 10s.
+	// unmapped this long after the reader left it. It is also how long an
+	// idle reader slot (one that keeps the epoch of its last read) can hold
+	// memory reuse back. Default 2s.
 	ReadLease time.Duration
 }
 
@@ -63,7 +65,7 @@ func (o Options) withDefaults() Options {
 		o.LockTimeout = 2 * time.Second
 	}
 	if o.ReadLease <= 0 {
-		o.ReadLease = 10 * time.Second
+		o.ReadLease = 2 * time.Second
 	}
 	return o
 }

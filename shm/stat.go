@@ -30,6 +30,12 @@ type Stat struct {
 	SlotsReaped   uint64    `json:"slots_reaped"`   // slots of dead readers cleared
 	LockForced    uint64    `json:"lock_forced"`    // forced acquisitions of the region lock
 	LockRecovered uint64    `json:"lock_recovered"` // lock holders found dead and recovered
+
+	RetiredBytes      uint64            `json:"retired_bytes"`       // retired, waiting for readers to move on
+	ReusableBytes     uint64            `json:"reusable_bytes"`      // on the writer's free lists
+	FreeByClass       map[uint64]uint64 `json:"free_by_class"`       // reusable bytes by block size
+	OldestReaderEpoch uint64            `json:"oldest_reader_epoch"` // at the writer's last reclamation pass
+	SupersededMapped  int               `json:"superseded_mapped"`   // old files this reader still maps
 }
 
 func statOf(m *mapping, c *control) Stat {
@@ -58,6 +64,17 @@ func statOf(m *mapping, c *control) Stat {
 		SlotsForced:   atomic.LoadUint64(&c.hdr.slotsForced),
 		SlotsReaped:   atomic.LoadUint64(&c.hdr.slotsReaped),
 	}
+	st.RetiredBytes = atomic.LoadUint64(&h.retiredBytes)
+	st.ReusableBytes = atomic.LoadUint64(&h.reusableBytes)
+	st.OldestReaderEpoch = atomic.LoadUint64(&h.oldestEpoch)
+	for class := 0; class < numClasses; class++ {
+		if b := atomic.LoadUint64(&h.freeByClass[class]); b > 0 {
+			if st.FreeByClass == nil {
+				st.FreeByClass = map[uint64]uint64{}
+			}
+			st.FreeByClass[classSize(class)] = b
+		}
+	}
 	if low <= high {
 		st.FreeBytes = high - low
 	}
@@ -85,5 +102,8 @@ func (r *Reader) Stat() (Stat, error) {
 		return Stat{}, err
 	}
 	st := statOf(m, r.ctl)
+	r.mu.Lock()
+	st.SupersededMapped = len(r.retired)
+	r.mu.Unlock()
 	return st, r.end(h)
 }

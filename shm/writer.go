@@ -33,6 +33,7 @@ type Writer struct {
 	m      *mapping
 	list   *skiplist.Writer
 	lock   *regionLock
+	rec    *reclaimer
 	inTx   bool
 	closed bool
 }
@@ -79,10 +80,14 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		ctl.close()
 		return nil, err
 	}
-	if m.loadState()&(stateCommitting|stateSuperseded) != 0 {
+	h := m.hdr
+	unreachable := atomic.LoadUint64(&h.garbageBytes)
+	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || (unreachable > 1<<20 && unreachable > atomic.LoadUint64(&h.liveBytes)/2) {
 		// The last writer died mid-commit: the list is valid at level 0 (every
 		// link is one atomic store of a complete node) but counters and the
-		// index may be behind. Rebuild from the list.
+		// index may be behind. Rebuild from the list. The same rebuild
+		// recovers memory that the last writer's free lists (which live in
+		// its process, not the region) held.
 		if err := w.compact(0); err != nil {
 			w.closeFiles()
 			return nil, fmt.Errorf("shm: repair %s after a writer died mid-commit: %w", path, err)
@@ -96,15 +101,15 @@ func ctlPerm(p os.FileMode) os.FileMode { return p | (p&0o444)>>1 }
 
 // use makes m the writer's current mapping.
 func (w *Writer) use(m *mapping) error {
-	l, err := skiplist.NewWriter(m.mem, headerSize, m.hdr.head, m, uint64(time.Now().UnixNano()))
+	l, err := skiplist.NewWriter(m.mem, headerSize, m.hdr.head, w, uint64(time.Now().UnixNano()))
 	if err != nil {
 		return err
 	}
-	w.m, w.list = m, l
+	w.m, w.list, w.rec = m, l, newReclaimer()
 	return nil
 }
 
-// Alloc lets the skiplist allocate from the writer's current mapping.
+// Alloc lets the skiplist allocate from a mapping being built (compaction).
 func (m *mapping) Alloc(size uint64) (uint64, error) { return m.alloc(size) }
 
 // Path returns the data file's path.
@@ -172,7 +177,10 @@ func (b *Batch) Reset() { *b = Batch{ops: b.ops[:0]} }
 
 // Commit applies every change in b, in order, as one commit. Entries are
 // validated first, so an invalid entry rejects the batch before anything is
-// written.
+// written. A Snapshot sees the batch whole or not at all; a writer killed in
+// the middle of a batch may leave a prefix of it applied (each change is
+// whole), and the place set by SetPlace is recorded only with the last
+// change, so an agent that replays from its place converges.
 func (w *Writer) Commit(b *Batch) error {
 	for _, op := range b.ops {
 		if err := checkEntry(op.key, op.value); err != nil {
@@ -249,6 +257,7 @@ func (w *Writer) begin() error {
 	}
 	w.inTx = true
 	atomic.StoreUint64(&w.m.hdr.state, w.m.loadState()|stateCommitting)
+	w.maybeReclaim()
 	return nil
 }
 
@@ -298,16 +307,16 @@ func (w *Writer) tryPut(key, value []byte) error {
 		if err != nil {
 			return err
 		}
-		v, err := m.storeValue(value)
+		v, err := w.storeValue(value)
 		if err != nil {
 			return err
 		}
 		if err := w.list.SetValue(node, v); err != nil {
 			return err
 		}
-		_, oldLen := skiplist.Unpair(old)
+		oldOff, oldLen := skiplist.Unpair(old)
 		h.liveBytes = h.liveBytes + uint64(len(value)) - oldLen
-		h.garbageBytes += oldLen
+		w.retire(highArea, oldOff, oldLen)
 		return nil
 	}
 	if needsRebuild(t) {
@@ -318,7 +327,7 @@ func (w *Writer) tryPut(key, value []byte) error {
 			return err
 		}
 	}
-	v, err := m.storeValue(value)
+	v, err := w.storeValue(value)
 	if err != nil {
 		return err
 	}
@@ -330,7 +339,9 @@ func (w *Writer) tryPut(key, value []byte) error {
 	if errors.Is(err, skiplist.ErrExists) {
 		// A node for key is linked but not indexed: a writer died between
 		// linking and indexing it. Adopt that node.
-		h.garbageBytes += uint64(len(key)) + skiplist.NodeSize(1)
+		if height, err := m.list.Height(off); err == nil {
+			w.retire(lowArea, off, skiplist.NodeSize(height)+uint64(len(key)))
+		}
 		off = existing
 	} else if err != nil {
 		return err
@@ -366,10 +377,13 @@ func (w *Writer) delete(key []byte) (bool, error) {
 	if err := w.list.Unlink(node); err != nil {
 		return true, err
 	}
-	_, oldLen := skiplist.Unpair(old)
+	oldOff, oldLen := skiplist.Unpair(old)
 	h.entries--
 	h.liveBytes -= uint64(len(key)) + oldLen
-	h.garbageBytes += uint64(len(key)) + oldLen + skiplist.NodeSize(1)
+	w.retire(highArea, oldOff, oldLen)
+	if height, err := m.list.Height(node); err == nil {
+		w.retire(lowArea, node, skiplist.NodeSize(height)+uint64(len(key)))
+	}
 	return true, nil
 }
 

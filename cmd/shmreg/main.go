@@ -16,7 +16,19 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"bench": {"measure lookups, writes and propagation beside the alternatives", runBench},
+		"center":      {"run a registry center (one of the mirrored pair)", runCenter},
+		"register":    {"register a service instance and heartbeat it until interrupted", runRegister},
+		"put":         {"write a key/value to the centers", runPut},
+		"del":         {"delete a key from the centers", runDel},
+		"agent":       {"run the host agent: follow a center, write the region", runAgent},
+		"get":         {"print one entry from the region", runGet},
+		"ls":          {"list the region's entries under a prefix", runLs},
+		"watch":       {"print changes under a prefix as they are committed", runWatch},
+		"stat":        {"describe the region", runStat},
+		"fsck":        {"check the region's structures", runFsck},
+		"demo":        {"run centers, an agent and a reader on loopback, and show them work", runDemo},
+		"demo-reader": {"(internal) the reader process of the demo", runDemoReader},
+		"bench":       {"measure lookups, writes and propagation beside the alternatives", runBench},
 	}
 }
 

@@ -39,6 +39,10 @@ int main(void)
     OFF(header, compactions);
     OFF(header, place_revision);
     OFF(header, value_alloc);
+    OFF(header, retired_bytes);
+    OFF(header, reusable_bytes);
+    OFF(header, oldest_epoch);
+    OFF(header, free_by_class);
     OFF(header, place_center);
 
     SIZE(node);

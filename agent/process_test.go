@@ -1,0 +1,302 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/shm"
+)
+
+// roleEnv selects the role of a child process of the cross-process tests
+// (this test binary run again, see TestMain): "center", "agent" or
+// "reader", configured by the SHMREG_T_* variables.
+const roleEnv = "SHMREG_AGENT_TEST_ROLE"
+
+func runChild(role string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var err error
+	switch role {
+	case "center":
+		err = childCenter(ctx)
+	case "agent":
+		err = childAgent(ctx)
+	case "reader":
+		err = childReader(ctx)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, role+":", err)
+		return 1
+	}
+	return 0
+}
+
+func childCenter(ctx context.Context) error {
+	c, err := registry.NewCenter(registry.CenterOptions{
+		Listen: os.Getenv("SHMREG_T_LISTEN"), Peer: os.Getenv("SHMREG_T_PEER"), DataDir: os.Getenv("SHMREG_T_DATA"),
+		SweepInterval: 20 * time.Millisecond, TouchInterval: 50 * time.Millisecond, AntiEntropyInterval: 200 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("READY %s %s\n", c.Addr(), c.ID())
+	<-ctx.Done()
+	return c.Shutdown(context.Background())
+}
+
+func childAgent(ctx context.Context) error {
+	opts := testOptions(os.Getenv("SHMREG_T_DIR"), strings.Split(os.Getenv("SHMREG_T_CENTERS"), ","), strings.Split(os.Getenv("SHMREG_T_PREFIXES"), ",")...)
+	a, err := New(opts)
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	for a.Status().Batches == 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("READY")
+	<-ctx.Done()
+	return a.Shutdown(context.Background())
+}
+
+// childReader scans its prefix in a loop and reports every key that went
+// missing after it had been seen ("MISSING key"); at SIGTERM it prints the
+// number of scans ("SCANS n").
+func childReader(ctx context.Context) error {
+	r, err := shm.Open(os.Getenv("SHMREG_T_REGION"), shm.Options{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	prefix := []byte(os.Getenv("SHMREG_T_PREFIXES"))
+	seen := map[string]bool{}
+	fmt.Println("READY")
+	scans := 0
+	for ctx.Err() == nil {
+		now := map[string]bool{}
+		if err := r.Scan(prefix, func(k, _ []byte) bool { now[string(k)] = true; return true }); err != nil {
+			return err
+		}
+		for k := range seen {
+			if !now[k] {
+				fmt.Println("MISSING", k)
+			}
+		}
+		seen = now
+		scans++
+	}
+	fmt.Println("SCANS", scans)
+	return nil
+}
+
+// child is a running child process and its stdout lines.
+type child struct {
+	cmd   *exec.Cmd
+	lines chan string
+	mu    sync.Mutex
+	all   []string
+}
+
+func spawn(t *testing.T, role string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, lines: make(chan string, 1)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		first := true
+		for sc.Scan() {
+			c.mu.Lock()
+			c.all = append(c.all, sc.Text())
+			c.mu.Unlock()
+			if first {
+				c.lines <- sc.Text()
+				first = false
+			}
+		}
+		close(c.lines)
+	}()
+	t.Cleanup(func() { c.kill() })
+	select {
+	case l := <-c.lines:
+		if !strings.HasPrefix(l, "READY") {
+			t.Fatalf("%s child said %q", role, l)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s child did not start", role)
+	}
+	return c
+}
+
+func (c *child) ready() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.all[0]
+}
+
+func (c *child) kill() {
+	if c.cmd.ProcessState == nil {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+	}
+}
+
+// stop ends the child with SIGTERM and returns its output.
+func (c *child) stop(t *testing.T) []string {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.cmd.Wait(); err != nil {
+		t.Errorf("child exited: %v", err)
+	}
+	for range c.lines {
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.all
+}
+
+// TestProcessesEndToEnd runs two centers, two agents with different
+// subscriptions and a reader as separate processes on loopback.
+func TestProcessesEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	centerA := spawn(t, "center", "SHMREG_T_LISTEN="+addrA, "SHMREG_T_PEER="+addrB, "SHMREG_T_DATA="+filepath.Join(dir, "a"))
+	spawn(t, "center", "SHMREG_T_LISTEN="+addrB, "SHMREG_T_PEER="+addrA, "SHMREG_T_DATA="+filepath.Join(dir, "b"))
+	centers := "SHMREG_T_CENTERS=" + addrA + "," + addrB
+	dir1, dir2 := filepath.Join(dir, "host1"), filepath.Join(dir, "host2")
+	region1, region2 := filepath.Join(dir1, "region"), filepath.Join(dir2, "region")
+	agent1Env := []string{centers, "SHMREG_T_DIR=" + dir1, "SHMREG_T_PREFIXES=svc/web/"}
+	agent1 := spawn(t, "agent", agent1Env...)
+	spawn(t, "agent", centers, "SHMREG_T_DIR="+dir2, "SHMREG_T_PREFIXES=svc/api/,cfg/")
+
+	ctx := context.Background()
+	adminA := dialAdmin(t, addrA)
+	adminB := dialAdmin(t, addrB)
+	want1, want2 := map[string]string{}, map[string]string{}
+	register := func(c *registry.Conn, in registry.Instance, want map[string]string) {
+		t.Helper()
+		if _, err := c.Register(ctx, in, registry.RegisterOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if want != nil {
+			want[in.Key()] = mustEncode(t, in)
+		}
+	}
+	for i := range 8 {
+		register(adminA, longLived("web", fmt.Sprint("w", i)), want1)
+		register(adminA, longLived("api", fmt.Sprint("a", i)), want2)
+	}
+	if _, err := adminA.Put(ctx, "cfg/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	want2["cfg/x"] = "1"
+	if _, err := adminA.Put(ctx, "other/y", []byte("not subscribed")); err != nil {
+		t.Fatal(err)
+	}
+	// Two instances that expire (no heartbeat).
+	for i := range 2 {
+		in := instance("web", fmt.Sprint("short", i), 7000)
+		in.TTL = 300 * time.Millisecond
+		register(adminA, in, nil)
+	}
+	eventually(t, "region 1 holds exactly svc/web/", sameAs(t, region1, want1))
+	eventually(t, "region 2 holds exactly svc/api/ and cfg/", sameAs(t, region2, want2))
+
+	// Center A dies (once B holds what A acknowledged: the pair replicates
+	// asynchronously); registrations continue at B; both agents converge.
+	eventually(t, "B in sync with A", func() error {
+		recs, err := adminB.List(ctx, "")
+		if err != nil {
+			return err
+		}
+		if n := len(recs); n != len(want1)+len(want2)+1 {
+			return fmt.Errorf("B holds %d records", n)
+		}
+		return nil
+	})
+	centerA.kill()
+	for i := 8; i < 12; i++ {
+		register(adminB, longLived("web", fmt.Sprint("w", i)), want1)
+		register(adminB, longLived("api", fmt.Sprint("a", i)), want2)
+	}
+	eventually(t, "region 1 converges after the failover", sameAs(t, region1, want1))
+	eventually(t, "region 2 converges after the failover", sameAs(t, region2, want2))
+
+	// A reader keeps reading region 1 while its agent is SIGKILLed mid-stream
+	// and restarted; no entry it saw may go missing (nothing is deleted).
+	reader := spawn(t, "reader", "SHMREG_T_REGION="+region1, "SHMREG_T_PREFIXES=svc/web/")
+	var wg sync.WaitGroup
+	stopWriting := make(chan struct{})
+	var mu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 100; ; i++ {
+			select {
+			case <-stopWriting:
+				return
+			default:
+			}
+			in := longLived("web", fmt.Sprint("w", i))
+			if _, err := adminB.Register(ctx, in, registry.RegisterOptions{}); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			want1[in.Key()] = mustEncode(t, in)
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	agent1.kill() // SIGKILL
+	time.Sleep(150 * time.Millisecond)
+	spawn(t, "agent", agent1Env...)
+	time.Sleep(150 * time.Millisecond)
+	close(stopWriting)
+	wg.Wait()
+	eventually(t, "region 1 caught up after the restart", sameAs(t, region1, want1))
+	out := reader.stop(t)
+	scans := 0
+	for _, l := range out {
+		if strings.HasPrefix(l, "MISSING") {
+			t.Errorf("reader saw an entry go missing: %s", l)
+		}
+		fmt.Sscanf(l, "SCANS %d", &scans)
+	}
+	if scans < 10 {
+		t.Errorf("reader made only %d scans: %q", scans, out)
+	}
+	t.Logf("reader made %d scans over the restart; region 1 holds %d entries", scans, len(want1))
+}
+
+func longLived(service, id string) registry.Instance {
+	in := instance(service, id, 8000)
+	in.TTL = time.Hour
+	return in
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/shmreg/shmreg/agent"
+	"github.com/shmreg/shmreg/shm"
+)
+
+func runAgent(args []string) error {
+	fs := newFlags("agent", "", "Run the host agent: follow a center of the pair and write the subscribed entries\ninto the shared-memory region. Flags override the settings of --config.")
+	var cfg agent.Config
+	configFile := fs.String("config", "", "settings file (JSON, or YAML if it ends in .yaml/.yml)")
+	centers := fs.String("centers", "", "center addresses, comma-separated (host:port,host:port)")
+	fs.StringVar(&cfg.Region, "region", defaultRegion, "region name or path")
+	subscribe := fs.String("subscribe", "", "prefixes to subscribe to, comma-separated (e.g. svc/,cfg/web/)")
+	fs.StringVar(&cfg.Control, "control", "", "path of the control socket (empty: none)")
+	fs.StringVar(&cfg.ControlMode, "control-mode", "", "control socket file mode, octal (default 0660)")
+	controlUIDs := fs.String("control-uids", "", "uids besides the agent's own and root allowed on the control socket, comma-separated")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "address to serve Prometheus metrics on, e.g. 127.0.0.1:9178 (empty: none)")
+	fs.StringVar(&cfg.Token, "token", "", "token for the centers (needed to register instances for local processes)")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the token")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA certificate (PEM) to verify the centers; enables TLS")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "client certificate (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "client key (PEM)")
+	fs.StringVar(&cfg.TLSServerName, "tls-server-name", "", "server name to verify in the centers' certificates")
+	fs.Int64Var(&cfg.RegionSize, "region-size", 0, "initial region size in bytes when creating it (default 64 MiB; it grows)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return errors.New("unexpected arguments")
+	}
+	if *centers != "" {
+		cfg.Centers = splitList(*centers)
+	}
+	if *subscribe != "" {
+		cfg.Subscribe = splitList(*subscribe)
+	}
+	if *controlUIDs != "" {
+		for _, s := range splitList(*controlUIDs) {
+			uid, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("--control-uids: %q is not a uid", s)
+			}
+			cfg.ControlUIDs = append(cfg.ControlUIDs, uid)
+		}
+	}
+	if *configFile != "" {
+		file, err := agent.LoadConfig(*configFile)
+		if err != nil {
+			return err
+		}
+		cfg = overrideConfig(file, cfg, fs)
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(opts)
+	if errors.Is(err, shm.ErrWriterBusy) {
+		return fmt.Errorf("another agent is already writing region %s: %w", opts.Shm.Resolve(opts.Region), err)
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// overrideConfig returns the file's settings with every flag given on the
+// command line taking precedence.
+func overrideConfig(file, flags agent.Config, fs *flag.FlagSet) agent.Config {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	pick := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	if set["centers"] {
+		file.Centers = flags.Centers
+	}
+	if set["subscribe"] {
+		file.Subscribe = flags.Subscribe
+	}
+	if set["control-uids"] {
+		file.ControlUIDs = flags.ControlUIDs
+	}
+	if set["region-size"] {
+		file.RegionSize = flags.RegionSize
+	}
+	if set["region"] || file.Region == "" {
+		file.Region = flags.Region
+	}
+	pick("control", &file.Control, flags.Control)
+	pick("control-mode", &file.ControlMode, flags.ControlMode)
+	pick("metrics", &file.Metrics, flags.Metrics)
+	pick("token", &file.Token, flags.Token)
+	pick("token-file", &file.TokenFile, flags.TokenFile)
+	pick("tls-ca", &file.TLSCA, flags.TLSCA)
+	pick("tls-cert", &file.TLSCert, flags.TLSCert)
+	pick("tls-key", &file.TLSKey, flags.TLSKey)
+	pick("tls-server-name", &file.TLSServerName, flags.TLSServerName)
+	return file
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

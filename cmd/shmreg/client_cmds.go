@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shmreg/shmreg/registry"
+)
+
+// clientFlags are the connection flags shared by the SDK-based commands.
+type clientFlags struct {
+	centers *string
+	token   *string
+	tlsCA   *string
+	timeout *time.Duration
+}
+
+func addClientFlags(fs *flag.FlagSet) clientFlags {
+	return clientFlags{
+		centers: fs.String("centers", "127.0.0.1:7701,127.0.0.1:7702", "comma-separated addresses of the centers"),
+		token:   fs.String("token", "", "token the centers require for writes"),
+		tlsCA:   fs.String("tls-ca", "", "dial the centers over TLS, verifying them with this CA (PEM)"),
+		timeout: fs.Duration("timeout", 5*time.Second, "time limit for the request"),
+	}
+}
+
+func (f clientFlags) client(role registry.Role) (*registry.Client, error) {
+	opts := registry.ClientOptions{Addrs: strings.Split(*f.centers, ","), Token: *f.token, Role: role, Name: "shmreg-cli"}
+	if *f.tlsCA != "" {
+		pool, err := loadPool(*f.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return registry.NewClient(opts)
+}
+
+func runPut(args []string) error {
+	fs := newFlagSet("put", "KEY VALUE", "Write a key/value to the centers.")
+	cf := addClientFlags(fs)
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return fmt.Errorf("need KEY and VALUE")
+	}
+	cl, err := cf.client(registry.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
+	defer cancel()
+	v, err := cl.Put(ctx, fs.Arg(0), []byte(fs.Arg(1)))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("put %s (version %d@%s)\n", fs.Arg(0), v.HLC, v.Origin)
+	return nil
+}
+
+func runDel(args []string) error {
+	fs := newFlagSet("del", "KEY", "Delete a key from the centers.")
+	cf := addClientFlags(fs)
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("need KEY")
+	}
+	cl, err := cf.client(registry.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
+	defer cancel()
+	v, err := cl.Delete(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("deleted %s (version %d@%s)\n", fs.Arg(0), v.HLC, v.Origin)
+	return nil
+}
+
+// metaFlag collects repeated --meta k=v flags.
+type metaFlag map[string]string
+
+func (m metaFlag) String() string { return fmt.Sprint(map[string]string(m)) }
+
+func (m metaFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	m[k] = v
+	return nil
+}
+
+func runRegister(args []string) error {
+	fs := newFlagSet("register", "", "Register one service instance and heartbeat it until interrupted (then deregister it).")
+	cf := addClientFlags(fs)
+	var in registry.Instance
+	fs.StringVar(&in.Service, "service", "", "service name (required)")
+	fs.StringVar(&in.ID, "id", "", "instance id (default: hostname-pid)")
+	fs.StringVar(&in.Address, "address", "127.0.0.1", "instance address")
+	fs.IntVar(&in.Port, "port", 0, "instance port")
+	fs.IntVar(&in.Weight, "weight", 1, "instance weight")
+	health := fs.String("health", "passing", "passing, warning or critical")
+	fs.DurationVar(&in.TTL, "ttl", registry.DefaultTTL, "expire the instance this long after its last heartbeat")
+	tie := fs.Bool("tie", false, "also expire the instance when this connection drops")
+	meta := metaFlag{}
+	fs.Var(meta, "meta", "metadata key=value (repeatable)")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if in.Service == "" {
+		return fmt.Errorf("--service is required")
+	}
+	if in.ID == "" {
+		host, _ := os.Hostname()
+		in.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	in.Health, in.Metadata = registry.Health(*health), meta
+	cl, err := cf.client(registry.RoleInstance)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// ctx bounds the registration's life: the instance is heartbeated until
+	// the signal.
+	if err := cl.Register(ctx, in, registry.RegisterOptions{TieToConn: *tie}); err != nil {
+		return err
+	}
+	fmt.Printf("registered %s on %s; heartbeating until interrupted\n", in.Key(), cl.Center())
+	<-ctx.Done()
+	dctx, dcancel := context.WithTimeout(context.Background(), *cf.timeout)
+	defer dcancel()
+	if err := cl.Deregister(dctx, in.Service, in.ID); err != nil {
+		return fmt.Errorf("deregister: %w", err)
+	}
+	fmt.Printf("deregistered %s\n", in.Key())
+	return nil
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/shmreg/shmreg/registry"
+)
+
+// runDemoReader is the reader process of 'shmreg demo': a separate process
+// that opens the region read-only and looks a service up, with no socket.
+func runDemoReader(args []string) error {
+	fs := newFlags("demo-reader", "", "(used by 'shmreg demo') look a service up in the region from a separate process.")
+	region := regionFlag(fs)
+	service := fs.String("service", "web", "service to look up")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	start := time.Now()
+	r, err := openRegion(*region)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	opened := time.Since(start)
+	fmt.Printf("  reader process pid %d opened the region in %s and found %s:\n", os.Getpid(), round(opened), *service)
+	var first []byte
+	n := 0
+	err = r.Scan([]byte(registry.InstanceKey(*service, "")), func(k, v []byte) bool {
+		in, err := registry.DecodeInstance(v)
+		if err != nil {
+			return true
+		}
+		if first == nil {
+			first = append([]byte(nil), k...)
+		}
+		n++
+		fmt.Printf("    %-8s %s:%d  weight %d  %s\n", in.ID, in.Address, in.Port, in.Weight, in.Health)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("no instance found")
+	}
+	const lookups = 200000
+	start = time.Now()
+	for range lookups {
+		if err := r.View(first, func([]byte) error { return nil }); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("  %d lookups of %s from this process: %s each\n", lookups, first, round(time.Since(start)/lookups))
+	return nil
+}

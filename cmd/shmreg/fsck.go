@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/shmreg/shmreg/shm"
+)
+
+func runFsck(args []string) error {
+	fs := newFlags("fsck", "", "Check every structure of the region (read-only). Exits 1 if it finds a problem.")
+	region := regionFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON for machines")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	rep, err := shm.Fsck(*region, shm.Options{})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if rep.Problems == nil {
+			rep.Problems = []string{}
+		}
+		if err := printJSON(os.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Printf("%s: generation %d, %d entries, %d nodes, %d index slots\n", rep.Path, rep.Generation, rep.Entries, rep.Nodes, rep.IndexSlots)
+		for _, p := range rep.Problems {
+			fmt.Println("problem:", p)
+		}
+		if len(rep.Problems) == 0 {
+			fmt.Println("ok")
+		}
+	}
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("%d problems found", len(rep.Problems))
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+func runGet(args []string) error {
+	fs := newFlags("get", "KEY", "Print one entry's value, read straight from the region.")
+	region := regionFlag(fs)
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("need exactly one KEY")
+	}
+	r, err := openRegion(*region)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	key := fs.Arg(0)
+	return r.View([]byte(key), func(v []byte) error {
+		fmt.Fprintln(os.Stdout, formatValue(key, v))
+		return nil
+	})
+}

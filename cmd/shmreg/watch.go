@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/shmreg/shmreg/shm"
+)
+
+func runWatch(args []string) error {
+	fs := newFlags("watch", "PREFIX", "Print the entries under PREFIX, then every change to them as the agent commits it\n(+ added, ~ changed, - deleted). Sleeps on the region's change futex: no polling, no socket.")
+	region := regionFlag(fs)
+	forDur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("need exactly one PREFIX (\"\" for everything)")
+	}
+	r, err := openRegion(*region)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *forDur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *forDur)
+		defer cancel()
+	}
+	err = watch(ctx, r, fs.Arg(0), os.Stdout)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// watch prints the entries under prefix and then, after each commit, the
+// entries that changed, found by diffing a fresh scan against the last.
+func watch(ctx context.Context, r *shm.Reader, prefix string, w io.Writer) error {
+	seq := r.Seq() // taken before the scan, so no commit after it is missed
+	prev, err := scanMap(r, prefix)
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(prev) {
+		fmt.Fprintf(w, "= %s\t%s\n", k, formatValue(k, prev[k]))
+	}
+	for {
+		if seq, err = r.Wait(ctx, seq); err != nil {
+			return err
+		}
+		cur, err := scanMap(r, prefix)
+		if err != nil {
+			return err
+		}
+		stamp := time.Now().Format("15:04:05.000")
+		for _, k := range sortedKeys(cur) {
+			old, had := prev[k]
+			switch {
+			case !had:
+				fmt.Fprintf(w, "%s + %s\t%s\n", stamp, k, formatValue(k, cur[k]))
+			case string(old) != string(cur[k]):
+				fmt.Fprintf(w, "%s ~ %s\t%s\n", stamp, k, formatValue(k, cur[k]))
+			}
+		}
+		for _, k := range sortedKeys(prev) {
+			if _, ok := cur[k]; !ok {
+				fmt.Fprintf(w, "%s - %s\n", stamp, k)
+			}
+		}
+		prev = cur
+	}
+}
+
+func scanMap(r *shm.Reader, prefix string) (map[string][]byte, error) {
+	m := make(map[string][]byte)
+	err := r.Scan([]byte(prefix), func(k, v []byte) bool {
+		m[string(k)] = append([]byte(nil), v...)
+		return true
+	})
+	return m, err
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

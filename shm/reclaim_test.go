@@ -1,0 +1,188 @@
+package shm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestSizeClasses(t *testing.T) {
+	prev := uint64(0)
+	for class := 0; class < numClasses; class++ {
+		size := classSize(class)
+		if size <= prev || size%8 != 0 {
+			t.Fatalf("class %d has size %d after %d", class, size, prev)
+		}
+		got, c, ok := sizeClass(size)
+		if !ok || got != size || c != class {
+			t.Fatalf("sizeClass(%d) = %d, %d, %v; want %d, %d", size, got, c, ok, size, class)
+		}
+		if got, c, _ := sizeClass(prev + 1); got != size || c != class {
+			t.Fatalf("sizeClass(%d) = %d (class %d), want %d (class %d)", prev+1, got, c, size, class)
+		}
+		if prev > 64 && size > prev+prev/4+8 {
+			t.Fatalf("class %d wastes more than a quarter: %d after %d", class, size, prev)
+		}
+		prev = size
+	}
+	if prev != maxClassSize {
+		t.Fatalf("last class is %d, want %d", prev, maxClassSize)
+	}
+	if _, _, ok := sizeClass(maxClassSize + 1); ok {
+		t.Fatal("a block above the largest class was given a class")
+	}
+}
+
+// churn updates n keys rounds times with values of varying sizes.
+func churn(t *testing.T, w *Writer, n, rounds int) {
+	t.Helper()
+	for r := 0; r < rounds; r++ {
+		var b Batch
+		for i := 0; i < n; i++ {
+			b.Put([]byte(fmt.Sprintf("k%05d", i)), bytes.Repeat([]byte{byte(r)}, 50+(i*7+r*13)%300))
+		}
+		if err := w.Commit(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMemoryIsReused: rewriting the same keys over and over (small commits
+// of values of varying sizes, deletes and re-inserts), with a reader reading
+// along, settles instead of growing: retired blocks come back through the
+// free lists once the reader has moved on. Reuse lags by up to the read
+// lease (an idle reader slot keeps its last epoch until the lease forces it),
+// so the settled size is a few commits' worth of values above the live data.
+func TestMemoryIsReused(t *testing.T) {
+	// A short lease: an idle reader slot (the reader's goroutines move
+	// between handles) holds reuse back for at most this long.
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 20 * time.Millisecond}
+	w, r := openPair(t, opts)
+	const keys = 2000
+	rng := rand.New(rand.NewPCG(9, 9))
+	var fill Batch
+	for i := 0; i < keys; i++ {
+		fill.Put([]byte(fmt.Sprintf("k%05d", i)), bytes.Repeat([]byte{1}, 20+rng.IntN(400)))
+	}
+	if err := w.Commit(&fill); err != nil {
+		t.Fatal(err)
+	}
+	base := w.Stat()
+	maxUsed, settled := uint64(0), uint64(0)
+	for c := 0; c < 900; c++ { // 900 commits of 100 changes: 45 rewrites of every key
+		var b Batch
+		for i := 0; i < 100; i++ {
+			k := []byte(fmt.Sprintf("k%05d", rng.IntN(keys)))
+			if rng.IntN(10) == 0 {
+				b.Delete(k)
+				continue
+			}
+			b.Put(k, bytes.Repeat([]byte{byte(c)}, 20+rng.IntN(400)))
+		}
+		if err := w.Commit(&b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Get([]byte("k00001")); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		if c%50 == 0 {
+			time.Sleep(25 * time.Millisecond) // let idle slots age past the lease
+		}
+		if c == 300 {
+			settled = w.Stat().UsedBytes
+		}
+		if c >= 300 {
+			maxUsed = max(maxUsed, w.Stat().UsedBytes)
+		}
+	}
+	st := w.Stat()
+	if st.Compactions != base.Compactions {
+		t.Fatalf("region was rebuilt %d times: memory was not reused", st.Compactions-base.Compactions)
+	}
+	// Without reuse the 45 rewrites (about 20 MB of values) could not fit
+	// in the 4 MiB file without rebuilding it (checked above); with reuse the
+	// pool stays within a few commits' worth of values of the live data.
+	if maxUsed > 6*base.UsedBytes {
+		t.Fatalf("used bytes grew from %d to %d after settling; first fill used %d; now %+v", settled, maxUsed, base.UsedBytes, w.Stat())
+	}
+	if st.ReusableBytes+st.RetiredBytes == 0 || len(st.FreeByClass) == 0 {
+		t.Fatalf("no reclamation visible in Stat: %+v", st)
+	}
+	t.Logf("first fill used %d bytes; settled at %d, at most %d over 30 more rewrites (%.2fx the first fill); live now %d, retired %d, reusable %d",
+		base.UsedBytes, settled, maxUsed, float64(maxUsed)/float64(base.UsedBytes), st.LiveBytes, st.RetiredBytes, st.ReusableBytes)
+	rep, err := Fsck("r", opts)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("Fsck: %v %q", err, rep.Problems)
+	}
+}
+
+// TestStuckReaderIsEvicted: a read that outlives the lease is forced out of
+// its slot so memory can be reused, and the read reports ErrEvicted instead
+// of what it saw.
+func TestStuckReaderIsEvicted(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 500, 1)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- r.View([]byte("k00001"), func(v []byte) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stat().SlotsForced == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck reader was never forced")
+		}
+		churn(t, w, 500, 1)
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-errc; !errors.Is(err, ErrEvicted) {
+		t.Fatalf("stuck View returned %v, want ErrEvicted", err)
+	}
+	// The reader is usable again afterwards.
+	if _, err := r.Get([]byte("k00001")); err != nil {
+		t.Fatalf("Get after eviction: %v", err)
+	}
+}
+
+// TestDeadReaderIsReaped: a reader process killed with SIGKILL while its slot
+// holds an old epoch does not hold memory back: the writer sees its byte lock
+// gone and clears the slot.
+func TestDeadReaderIsReaped(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, Size: 4 << 20}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	churn(t, w, 500, 1)
+	cmd, out := spawn(t, "idle-reader", dir, "")
+	br := bufio.NewReader(out)
+	if l, _ := br.ReadString('\n'); l != "read\n" {
+		t.Fatalf("child said %q", l)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stat().SlotsReaped == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead reader's slot never reaped: %+v", w.Stat())
+		}
+		churn(t, w, 500, 1)
+	}
+	if st := w.Stat(); st.ReusableBytes == 0 && len(st.FreeByClass) == 0 {
+		t.Fatalf("nothing became reusable after the reap: %+v", st)
+	}
+}
