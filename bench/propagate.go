@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
 )
@@ -16,7 +17,7 @@ import (
 // PropagateConfig configures the propagate workload.
 type PropagateConfig struct {
 	Config
-	// Agents is the number of region subscribers (K). Default 4.
+	// Agents is the number of region agents (K). Default 4.
 	Agents int
 	// Rate is registrations per second, spread evenly over both centers.
 	// Default 500.
@@ -24,15 +25,14 @@ type PropagateConfig struct {
 }
 
 // Propagate starts a mirrored pair of centers holding cfg.Entries
-// instances and measures (1) the time for a fresh subscriber to fill a
+// instances and measures (1) the time for a fresh agent to fill a
 // region from the 100K-entry (cfg.Entries) snapshot, and (2) with K
-// subscribers following alternately one center or the other, the latency
+// agents following alternately one center or the other, the latency
 // from a registration's acknowledgment at a center to its visibility in
-// every subscriber's region, while registrations arrive at cfg.Rate.
+// every agent's region, while registrations arrive at cfg.Rate.
 //
-// The subscribers are regionSubscriber, a stand-in that applies pushes to
-// a region with shm.Writer as the agent does; results are labelled
-// "agent-standin".
+// The agents are real agents (package agent) running in this
+// process, each with its own region; results are labelled "agent".
 func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.Agents <= 0 {
@@ -57,7 +57,7 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	if err := RegisterAll(ctx, addrs[0], 0, cfg.Entries, 16); err != nil {
 		return nil, err
 	}
-	// Wait until the peer holds them too, so that every subscriber starts
+	// Wait until the peer holds them too, so that every agent starts
 	// from the same state.
 	if err := waitRev(ctx, b, a); err != nil {
 		return nil, err
@@ -118,7 +118,7 @@ func waitRev(ctx context.Context, b, a *registry.Center) error {
 	return nil
 }
 
-// measureFill times fresh subscribers filling a region from the snapshot,
+// measureFill times fresh agents filling a region from the snapshot,
 // cfg.Run.Reps times; the median is reported.
 func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Result, error) {
 	var times []int64
@@ -127,13 +127,13 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 		name := fmt.Sprintf("fill-%d", rep)
 		opts := shm.Options{Dir: dir} // the default size, as an agent would start
 		t0 := time.Now()
-		s, err := startSubscriber(ctx, addr, name, opts, []string{registry.InstancePrefix})
+		a, err := startAgent(ctx, []string{addr}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
-		err = waitLen(ctx, s, opts, name, cfg.Entries)
+		err = waitLen(ctx, opts, name, cfg.Entries)
 		el := time.Since(t0)
-		if cerr := s.close(); err == nil {
+		if cerr := stopAgent(a); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -145,7 +145,7 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 	}
 	med := median(times)
 	r := Result{
-		System: standinName, Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
+		System: agentName, Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
 		OpsPerSec: float64(cfg.Entries) / time.Duration(med).Seconds(),
 		P50:       med, P99: slices.Max(times), P999: slices.Max(times), Max: slices.Max(times),
 		Note: fmt.Sprintf("time from dial to %d entries readable in a fresh region: median %v of %d (p50 = median, p99/max = worst); ops/s = entries per second",
@@ -156,7 +156,7 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 
 // waitLen waits until the region holds n entries, polling its change
 // sequence.
-func waitLen(ctx context.Context, s *regionSubscriber, opts shm.Options, name string, n int) error {
+func waitLen(ctx context.Context, opts shm.Options, name string, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var r *shm.Reader
@@ -178,12 +178,6 @@ func waitLen(ctx context.Context, s *regionSubscriber, opts shm.Options, name st
 		if r.Len() >= n {
 			return nil
 		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return fmt.Errorf("%s stopped before the fill: %v", standinName, err)
-		default:
-		}
 		wctx, wcancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		_, err := r.Wait(wctx, seq)
 		wcancel()
@@ -200,32 +194,32 @@ type registration struct {
 	ack time.Time
 }
 
-// measureVisibility runs cfg.Agents subscribers (agent i follows center
+// measureVisibility runs cfg.Agents agents (agent i follows center
 // i%2), registers fresh instances alternately on each center at cfg.Rate
 // for cfg.Run.Duration, and records, per registration, the time from its
-// acknowledgment until the last subscriber's region shows it.
+// acknowledgment until the last agent's region shows it.
 func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, addrs []string) (Result, error) {
 	opts := shm.Options{Dir: dir, Size: regionSize(&Dataset{Keys: make([][]byte, cfg.Entries+cfg.Rate*60), Values: make([][]byte, cfg.Entries+cfg.Rate*60)}) + int64(cfg.Entries)*256}
-	var subs []*regionSubscriber
+	var agents []*agent.Agent
 	defer func() {
-		for _, s := range subs {
-			s.close()
+		for _, a := range agents {
+			stopAgent(a)
 		}
 	}()
 	for i := range cfg.Agents {
 		name := fmt.Sprintf("agent-%d", i)
-		cfg.progress("propagate: %d subscribers filling their regions (%d/%d)...", cfg.Agents, i+1, cfg.Agents)
-		s, err := startSubscriber(ctx, addrs[i%2], name, opts, []string{registry.InstancePrefix})
+		cfg.progress("propagate: %d agents filling their regions (%d/%d)...", cfg.Agents, i+1, cfg.Agents)
+		a, err := startAgent(ctx, []string{addrs[i%2], addrs[(i+1)%2]}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
-		subs = append(subs, s)
-		if err := waitLen(ctx, s, opts, name, cfg.Entries); err != nil {
+		agents = append(agents, a)
+		if err := waitLen(ctx, opts, name, cfg.Entries); err != nil {
 			return Result{}, err
 		}
 	}
-	readers := make([]*shm.Reader, len(subs))
-	for i := range subs {
+	readers := make([]*shm.Reader, len(agents))
+	for i := range agents {
 		r, err := shm.Open(fmt.Sprintf("agent-%d", i), opts)
 		if err != nil {
 			return Result{}, err
@@ -234,7 +228,7 @@ func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, add
 		readers[i] = r
 	}
 
-	cfg.progress("propagate: %d registrations/s over 2 centers for %v to %d subscribers...", cfg.Rate, cfg.Run.Duration, cfg.Agents)
+	cfg.progress("propagate: %d registrations/s over 2 centers for %v to %d agents...", cfg.Rate, cfg.Run.Duration, cfg.Agents)
 	v := &visibility{readers: readers, seen: make([][]time.Time, len(readers))}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -256,10 +250,10 @@ func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, add
 	h, missing, early := v.latencies()
 	nregs := len(v.regs)
 	r := Result{
-		System: standinName, Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
+		System: agentName, Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
 		OpsPerSec: float64(nregs) / cfg.Run.Duration.Seconds(),
 		P50:       h.Quantile(0.5), P99: h.Quantile(0.99), P999: h.Quantile(0.999), Max: h.Max, Samples: h.N,
-		Note: fmt.Sprintf("ack at a center → visible in all %d subscribers' regions (half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = subscribers",
+		Note: fmt.Sprintf("ack at a center → visible in all %d agents' regions (half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = agents",
 			cfg.Agents, nregs, missing, early),
 	}
 	if missing > 0 {
@@ -300,7 +294,7 @@ func registerAtRate(ctx context.Context, cfg PropagateConfig, addrs []string, v 
 	}
 }
 
-// visibility records, for every registration, when each subscriber's
+// visibility records, for every registration, when each agent's
 // region first showed it.
 type visibility struct {
 	readers []*shm.Reader

@@ -208,9 +208,9 @@ func benchWrite(ctx context.Context, args []string) error {
 }
 
 func benchPropagate(ctx context.Context, args []string) error {
-	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents region\nsubscribers: the time for a fresh subscriber to fill a region from the\nsnapshot, and the latency from a registration's ack at a center to its\nvisibility in every subscriber's region at --rate registrations per second.\nThe subscribers are a stand-in applying pushes with shm.Writer as the agent\ndoes (labelled agent-standin).", 0)
+	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nThe agents are real agents (package agent) in this process, each with its\nown region.", 0)
 	var pc bench.PropagateConfig
-	f.fs.IntVar(&pc.Agents, "agents", 4, "region subscribers (K)")
+	f.fs.IntVar(&pc.Agents, "agents", 4, "agents (K), each with its own region")
 	f.fs.IntVar(&pc.Rate, "rate", 500, "registrations per second over both centers")
 	if err := f.parse(args); err != nil || f.helped(args) {
 		return err
