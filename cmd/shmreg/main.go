@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"fsck":        {"check the region's structures", runFsck},
 		"demo":        {"run centers, an agent and a reader on loopback, and show them work", runDemo},
 		"demo-reader": {"(internal) the reader process of the demo", runDemoReader},
+		"bench":       {"measure lookups, writes and propagation beside the alternatives", runBench},
 	}
 }
 

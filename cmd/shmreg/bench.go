@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shmreg/shmreg/bench"
+)
+
+// benchUsage lists bench's sub-subcommands; read-worker is hidden (the
+// reader processes of "bench read" run it).
+const benchUsage = `usage: shmreg bench <workload> [flags]
+
+workloads:
+  read       zero-copy lookups from a region: goroutines and reader processes, beside a Go map
+  compare    the same lookups against map, shm, bbolt, center, redis and etcd
+  write      upserts and deletes into a region; heartbeats absorbed by a center
+  propagate  latency from a center's ack to visibility in every agent's region; fill time
+
+Run 'shmreg bench <workload> --help' for its flags.`
+
+func runBench(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(os.Stderr, benchUsage)
+		if len(args) == 0 {
+			return errors.New("missing workload")
+		}
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "read":
+		return benchRead(ctx, args[1:])
+	case "compare":
+		return benchCompare(ctx, args[1:])
+	case "write":
+		return benchWrite(ctx, args[1:])
+	case "propagate":
+		return benchPropagate(ctx, args[1:])
+	case "read-worker":
+		return bench.ReadWorker(ctx, args[1:], os.Stdout)
+	}
+	fmt.Fprintln(os.Stderr, benchUsage)
+	return fmt.Errorf("unknown workload %q", args[0])
+}
+
+// benchFlags are the flags every workload shares.
+type benchFlags struct {
+	fs       *flag.FlagSet
+	cfg      bench.Config
+	json     string
+	plot     string
+	quiet    bool
+	reps     int
+	duration time.Duration
+	warmup   time.Duration
+}
+
+func newBenchFlags(name, about string, defClients int) *benchFlags {
+	f := &benchFlags{fs: flag.NewFlagSet("bench "+name, flag.ContinueOnError)}
+	fs := f.fs
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: shmreg bench %s [flags]\n\n%s\n\nflags:\n", name, about)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&f.cfg.Entries, "entries", 100_000, "entries in the dataset")
+	fs.DurationVar(&f.duration, "duration", 2*time.Second, "measured time of each repetition")
+	fs.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "warm-up before each repetition (not measured)")
+	fs.IntVar(&f.reps, "reps", 3, "repetitions; the median is reported")
+	fs.IntVar(&f.cfg.Clients, "clients", defClients, "concurrent clients of the many-client rows")
+	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the shared random lookup order")
+	fs.StringVar(&f.cfg.Dir, "dir", "", "directory for regions and peers' data (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
+	fs.StringVar(&f.json, "json", "", "also write the results to this file as JSON")
+	fs.StringVar(&f.plot, "plot", "", "also write an SVG chart of ops/s and p99 by system to this file")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress line on stderr")
+	return f
+}
+
+func (f *benchFlags) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
+	}
+	f.cfg.Run = bench.Run{Duration: f.duration, Warmup: f.warmup, Reps: f.reps}
+	if f.warmup == 0 {
+		f.cfg.Run.Warmup = -1 // explicitly none
+	}
+	if !f.quiet {
+		f.cfg.Progress = os.Stderr
+	}
+	return nil
+}
+
+// helped reports whether --help was asked for (parse returned nil without
+// parsing the rest).
+func (f *benchFlags) helped(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
+
+// report prints the table and writes the requested files.
+func (f *benchFlags) report(rs []bench.Result, ref, title string) error {
+	m := bench.ThisMachine()
+	fmt.Printf("%s — %s, %d cores, GOMAXPROCS %d, %s\n\n", title, m.CPUModel, m.Cores, m.GOMAXPROCS, m.GoVersion)
+	if err := bench.WriteTable(os.Stdout, rs, ref); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if r.Note != "" && r.OK() {
+			fmt.Printf("  %s %s %d: %s\n", r.System, r.Workload, r.Clients, r.Note)
+		}
+	}
+	if f.json != "" {
+		if err := bench.WriteJSON(f.json, rs); err != nil {
+			return err
+		}
+	}
+	if f.plot != "" {
+		if err := bench.WritePlotFile(f.plot, title, rs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func benchRead(ctx context.Context, args []string) error {
+	f := newBenchFlags("read", "Zero-copy View lookups from a region, with 1..G goroutines and 1..P reader\nprocesses released together, beside an in-process Go map on the same keys.", 0)
+	var rc bench.ReadConfig
+	f.fs.IntVar(&rc.Goroutines, "goroutines", 0, "largest number of reader goroutines (default GOMAXPROCS)")
+	f.fs.IntVar(&rc.Processes, "processes", 0, "largest number of reader processes (default GOMAXPROCS; -1 none)")
+	if err := f.parse(args); err != nil || f.helped(args) {
+		return err
+	}
+	if rc.Goroutines == 0 && f.cfg.Clients > 0 {
+		rc.Goroutines = f.cfg.Clients
+	}
+	rc.Config = f.cfg
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	rc.Worker = func(wargs []string) *exec.Cmd {
+		return exec.Command(self, append([]string{"bench", "read-worker"}, wargs...)...)
+	}
+	rs, err := bench.Read(ctx, rc)
+	if err != nil {
+		return err
+	}
+	return f.report(rs, "map", "shmreg bench read")
+}
+
+func benchCompare(ctx context.Context, args []string) error {
+	f := newBenchFlags("compare", "The same keys and values looked up from each system, with 1 client and then\n--clients concurrent clients. A peer whose server is not installed is\nreported as not available (apt-get install redis-server etcd-server).", 50)
+	systems := f.fs.String("systems", "map,shm,bbolt,center,redis,etcd", "systems to measure, in order")
+	if err := f.parse(args); err != nil || f.helped(args) {
+		return err
+	}
+	all := map[string]bench.Opener{}
+	for _, o := range bench.Systems() {
+		all[o.Name] = o
+	}
+	var sel []bench.Opener
+	for _, name := range strings.Split(*systems, ",") {
+		o, ok := all[strings.TrimSpace(name)]
+		if !ok {
+			return fmt.Errorf("unknown system %q", name)
+		}
+		sel = append(sel, o)
+	}
+	rs, err := bench.Compare(ctx, f.cfg, sel)
+	if err != nil {
+		return err
+	}
+	return f.report(rs, "shm", "shmreg bench compare")
+}
+
+func benchWrite(ctx context.Context, args []string) error {
+	f := newBenchFlags("write", "Upserts and deletes per second into a region by its writer, and heartbeats\nper second absorbed by one center from 1 and --clients connections.", 16)
+	var wc bench.WriteConfig
+	f.fs.IntVar(&wc.HeartbeatEntries, "heartbeat-entries", 0, "instances registered on the center (default min(entries, 10000))")
+	if err := f.parse(args); err != nil || f.helped(args) {
+		return err
+	}
+	wc.Config = f.cfg
+	rs, err := bench.Write(ctx, wc)
+	if err != nil {
+		return err
+	}
+	return f.report(rs, "", "shmreg bench write")
+}
+
+func benchPropagate(ctx context.Context, args []string) error {
+	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nThe agents are real agents (package agent) in this process, each with its\nown region.", 0)
+	var pc bench.PropagateConfig
+	f.fs.IntVar(&pc.Agents, "agents", 4, "agents (K), each with its own region")
+	f.fs.IntVar(&pc.Rate, "rate", 500, "registrations per second over both centers")
+	if err := f.parse(args); err != nil || f.helped(args) {
+		return err
+	}
+	pc.Config = f.cfg
+	rs, err := bench.Propagate(ctx, pc)
+	if err != nil {
+		return err
+	}
+	return f.report(rs, "", "shmreg bench propagate")
+}
