@@ -354,7 +354,13 @@ func (r *Reader) Place() (center string, revision uint64) {
 
 // Seq returns the region's change sequence: a counter that the writer bumps
 // after every commit, to pass to Wait.
-func (r *Reader) Seq() uint32 { return atomic.LoadUint32(r.ctl.notifySeq()) }
+// It returns 0 after Close.
+func (r *Reader) Seq() uint32 {
+	if r.cur.Load() == nil {
+		return 0
+	}
+	return atomic.LoadUint32(r.ctl.notifySeq())
+}
 
 // Wait blocks until the change sequence differs from seen, and returns the
 // new value. It sleeps on a futex in the control file, woken by the writer's
@@ -363,6 +369,9 @@ func (r *Reader) Wait(ctx context.Context, seen uint32) (uint32, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return seen, err
+		}
+		if r.cur.Load() == nil {
+			return seen, ErrClosed
 		}
 		slice := 100 * time.Millisecond
 		if d, ok := ctx.Deadline(); ok {
