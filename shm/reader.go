@@ -3,6 +3,7 @@ package shm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -90,6 +91,22 @@ func (r *Reader) newHandle() any {
 	}
 	r.nonce++
 	i, err := r.ctl.claimSlot(r.nonce, r.mine)
+	if errors.Is(err, ErrNoSlots) && len(r.mine) > 0 {
+		// Handles the pool dropped give their slots back only when the
+		// garbage collector finds them; under GC pressure (or the race
+		// detector, whose pool drops items on purpose) that can lag behind.
+		// Collect, let the cleanups run, and try again once.
+		r.mu.Unlock()
+		runtime.GC()
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+		r.mu.Lock()
+		if r.closed {
+			r.claimErr = ErrClosed
+			return nil
+		}
+		i, err = r.ctl.claimSlot(r.nonce, r.mine)
+	}
 	if err != nil {
 		r.claimErr = err
 		return nil
@@ -324,22 +341,28 @@ func next(m *mapping, it *skiplist.Iterator) (err error) {
 	return nil
 }
 
-// Len returns the number of live entries.
+// Len returns the number of live entries (0 after Close). Like every read
+// it follows the region into a new file when the writer rebuilt it.
 func (r *Reader) Len() int {
-	m := r.cur.Load()
-	if m == nil {
+	h, m, err := r.begin()
+	if err != nil {
 		return 0
 	}
-	return int(atomic.LoadUint64(&m.hdr.entries))
+	n := int(atomic.LoadUint64(&m.hdr.entries))
+	r.end(h)
+	return n
 }
 
-// Generation returns the number of commits made to the region so far.
+// Generation returns the number of commits made to the region so far (0
+// after Close).
 func (r *Reader) Generation() uint64 {
-	m := r.cur.Load()
-	if m == nil {
+	h, m, err := r.begin()
+	if err != nil {
 		return 0
 	}
-	return m.loadGeneration()
+	g := m.loadGeneration()
+	r.end(h)
+	return g
 }
 
 // Place returns the center and revision the region's writer recorded.
