@@ -53,11 +53,17 @@ func register(t *testing.T, w *shm.Writer, id string, port int) {
 // callPorts makes n health checks and counts the server port each hit.
 func callPorts(t *testing.T, conn *grpc.ClientConn, n int) map[int]int {
 	t.Helper()
+	return callPortsKeyed(t, conn, n, func(i int) string { return "user-" + strconv.Itoa(i) })
+}
+
+// callPortsKeyed is callPorts with the x-user header of call i set to key(i).
+func callPortsKeyed(t *testing.T, conn *grpc.ClientConn, n int, key func(int) string) map[int]int {
+	t.Helper()
 	hc := healthpb.NewHealthClient(conn)
 	hits := map[int]int{}
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ctx = metadata.AppendToOutgoingContext(ctx, "x-user", "user-"+strconv.Itoa(i))
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-user", key(i))
 		var p peer.Peer
 		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true))
 		cancel()
@@ -105,6 +111,12 @@ func TestResolverFollowsTheRegion(t *testing.T) {
 			for hits := callPorts(t, conn, 20); hits[portA] == 0 || hits[portB] == 0; hits = callPorts(t, conn, 20) {
 				if time.Now().After(deadline) {
 					t.Fatalf("calls never reached both servers: %v", hits)
+				}
+			}
+			if tc.name == "ring_hash" {
+				// One request key sticks to one server.
+				if hits := callPortsKeyed(t, conn, 10, func(int) string { return "user-7" }); len(hits) != 1 {
+					t.Fatalf("one key reached several servers: %v", hits)
 				}
 			}
 			// One instance leaves the region: calls move to the other.
