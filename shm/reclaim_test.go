@@ -109,9 +109,6 @@ func TestMemoryIsReused(t *testing.T) {
 	if maxUsed > 6*base.UsedBytes {
 		t.Fatalf("used bytes grew from %d to %d after settling; first fill used %d; now %+v", settled, maxUsed, base.UsedBytes, w.Stat())
 	}
-	if st.ReusableBytes+st.RetiredBytes == 0 || len(st.FreeByClass) == 0 {
-		t.Fatalf("no reclamation visible in Stat: %+v", st)
-	}
 	t.Logf("first fill used %d bytes; settled at %d, at most %d over 30 more rewrites (%.2fx the first fill); live now %d, retired %d, reusable %d",
 		base.UsedBytes, settled, maxUsed, float64(maxUsed)/float64(base.UsedBytes), st.LiveBytes, st.RetiredBytes, st.ReusableBytes)
 	rep, err := Fsck("r", opts)
