@@ -269,11 +269,7 @@ func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
 // (SIGBUS), becomes ErrCorrupt rather than a crash.
 func find(m *mapping, key []byte) (v []byte, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			v, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
-		}
-	}()
+	defer recoverFault(m, &err)
 	node, w, err := m.lookup(key)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.path, err)
@@ -318,25 +314,25 @@ func scan(m *mapping, prefix []byte, fn func(key, value []byte) bool) error {
 	return nil
 }
 
+// recoverFault, deferred by the guarded steps, turns a fault or an
+// out-of-bounds access on a damaged mapping into ErrCorrupt.
+func recoverFault(m *mapping, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
+	}
+}
+
 // seek and next are the iterator's steps, guarded like find; fn is called
 // outside the guard so a panic of the caller's stays the caller's.
 func seek(m *mapping, prefix []byte) (it skiplist.Iterator, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
-		}
-	}()
+	defer recoverFault(m, &err)
 	return m.list.Seek(prefix), nil
 }
 
 func next(m *mapping, it *skiplist.Iterator) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
-		}
-	}()
+	defer recoverFault(m, &err)
 	it.Next()
 	return nil
 }
