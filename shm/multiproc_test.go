@@ -57,6 +57,21 @@ func runChild(role, dir, arg string) error {
 		fmt.Println("read")
 		time.Sleep(time.Minute)
 		return nil
+	case "soak-reader":
+		n, _ := strconv.Atoi(arg)
+		return childSoakReader(opts, n)
+	case "stuck-reader":
+		// Enters a read that never ends (so its slot holds an epoch), says
+		// so, and waits to be killed.
+		r, err := Open("r", opts)
+		if err != nil {
+			return err
+		}
+		return r.View([]byte("k00001"), func([]byte) error {
+			fmt.Println("read")
+			time.Sleep(time.Minute)
+			return nil
+		})
 	}
 	return fmt.Errorf("unknown role %q", role)
 }

@@ -40,6 +40,10 @@ type Reader struct {
 	closed   bool
 	claimErr error
 	nonce    uint32
+
+	// plainEpoch: this process is registered for expedited membarrier, so
+	// reads publish their epoch with plain stores (see begin).
+	plainEpoch bool
 }
 
 // readHandle is one claimed reader slot. Handles live in a sync.Pool, so a
@@ -73,7 +77,8 @@ func Open(name string, opts Options) (*Reader, error) {
 		ctl.close()
 		return nil, err
 	}
-	r := &Reader{path: path, lease: opts.ReadLease, lockTimeout: opts.LockTimeout, ctl: ctl, mine: map[int]bool{}}
+	r := &Reader{path: path, lease: opts.ReadLease, lockTimeout: opts.LockTimeout, ctl: ctl, mine: map[int]bool{},
+		plainEpoch: readerRegistration()}
 	r.cur.Store(m)
 	r.handles.New = func() any { return r.newHandle() }
 	return r, nil
@@ -130,15 +135,14 @@ func (r *Reader) releaseSlot(i int) {
 
 // begin starts a read and pins the current mapping's memory against reuse.
 //
-// The slot's epoch stays published between reads (an idle slot simply holds
-// the generation of its last read), so the common case, a read at the same
-// generation as the last one, writes nothing and executes no fenced
-// instruction: independent lookups overlap in the processor like lookups in
-// a Go map. When the generation moved, the new one is published with a
-// sequentially consistent store and re-checked, so that the writer, which
-// scans slots before reusing memory, can never miss a read that might see a
-// block retired at or after the published generation. See docs/LAYOUT.md
-// (reader slots) for the writer's side.
+// It publishes the generation it loaded in its slot and loads the generation
+// again, repeating until the two agree; end sets the slot back to 0 (idle),
+// so an idle reader never holds memory reuse back. In a process registered
+// for expedited membarrier (see membarrier.go) both stores are plain stores
+// to the reader's own cache line: the read path executes no fenced
+// instruction and writes no shared line, so reader processes scale. Without
+// the registration the epoch is published with a sequentially consistent
+// store. See docs/LAYOUT.md (reader slots) for the writer's side.
 func (r *Reader) begin() (*readHandle, *mapping, error) {
 	h, _ := r.handles.Get().(*readHandle)
 	if h == nil {
@@ -161,19 +165,28 @@ func (r *Reader) begin() (*readHandle, *mapping, error) {
 			}
 		}
 		g := m.loadGeneration()
-		for atomic.LoadUint64(&h.slot.epoch) != g {
-			atomic.StoreUint64(&h.slot.epoch, g)
-			g = m.loadGeneration()
+		for {
+			if r.plainEpoch {
+				h.slot.epoch = g
+			} else {
+				atomic.StoreUint64(&h.slot.epoch, g)
+			}
+			again := m.loadGeneration()
+			if again == g {
+				break
+			}
+			g = again
 		}
 		return h, m, nil
 	}
 }
 
-// end finishes a read. If the writer forced the slot free meanwhile (the
-// read outlived the lease), what the read saw may have been reused: it
-// reports ErrEvicted, and the caller discards the result.
+// end finishes a read and marks the slot idle. If the writer forced the
+// slot free meanwhile (the read outlived the lease), what the read saw may
+// have been reused: it reports ErrEvicted, and the caller discards the
+// result.
 func (r *Reader) end(h *readHandle) error {
-	evicted := atomic.LoadUint64(&h.slot.epoch)&epochForced != 0
+	evicted := idleSlot(&h.slot.epoch)&epochForced != 0
 	r.handles.Put(h)
 	if evicted {
 		return fmt.Errorf("%w (%s)", ErrEvicted, r.path)

@@ -12,8 +12,8 @@ import (
 //
 // A block the writer unlinks (an old value, a deleted node and its key) is
 // retired with the generation G during which it was unlinked. Readers
-// publish in their slot the generation at which their current (or latest)
-// read began; a reader whose epoch is greater than G loaded the generation
+// publish in their slot the generation at which their current read began
+// (0 when idle); a reader whose epoch is greater than G loaded the generation
 // after the unlink was complete, so it cannot reach the block. Once every
 // live slot's epoch is greater than G the block goes on a free list of its
 // size class and is handed out again.
@@ -82,6 +82,7 @@ type reclaimer struct {
 	retiredBytes uint64
 	free         [2][numClasses][]uint64
 	stuck        map[int]stuckSlot
+	barrierErr   error // why the last pass could not run, if it could not
 }
 
 func newReclaimer() *reclaimer { return &reclaimer{stuck: map[int]stuckSlot{}} }
@@ -154,6 +155,14 @@ func (w *Writer) maybeReclaim() {
 // reclaim moves every retired block no reader can still reach to the free
 // lists, and reports whether it freed anything.
 func (w *Writer) reclaim(urgent bool) bool {
+	// The barrier orders this writer's unlinks and generation bumps against
+	// the readers' plain epoch stores (membarrier.go). Without it nothing
+	// can be proven unreachable, so nothing is reused; compaction still
+	// reclaims everything when the region fills.
+	if err := writerBarrier(); err != nil {
+		w.rec.barrierErr = err
+		return false
+	}
 	oldest := w.oldestEpoch(urgent)
 	h := w.m.hdr
 	atomic.StoreUint64(&h.oldestEpoch, oldest)

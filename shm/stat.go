@@ -31,11 +31,12 @@ type Stat struct {
 	LockForced    uint64    `json:"lock_forced"`    // forced acquisitions of the region lock
 	LockRecovered uint64    `json:"lock_recovered"` // lock holders found dead and recovered
 
-	RetiredBytes      uint64            `json:"retired_bytes"`       // retired, waiting for readers to move on
-	ReusableBytes     uint64            `json:"reusable_bytes"`      // on the writer's free lists
-	FreeByClass       map[uint64]uint64 `json:"free_by_class"`       // reusable bytes by block size
-	OldestReaderEpoch uint64            `json:"oldest_reader_epoch"` // at the writer's last reclamation pass
-	SupersededMapped  int               `json:"superseded_mapped"`   // old files this reader still maps
+	RetiredBytes      uint64            `json:"retired_bytes"`         // retired, waiting for readers to move on
+	ReusableBytes     uint64            `json:"reusable_bytes"`        // on the writer's free lists
+	FreeByClass       map[uint64]uint64 `json:"free_by_class"`         // reusable bytes by block size
+	OldestReaderEpoch uint64            `json:"oldest_reader_epoch"`   // at the writer's last reclamation pass
+	SupersededMapped  int               `json:"superseded_mapped"`     // old files this reader still maps
+	ReuseError        string            `json:"reuse_error,omitempty"` // (writer only) why memory is not being reused
 }
 
 func statOf(m *mapping, c *control) Stat {
@@ -92,7 +93,11 @@ func (w *Writer) Stat() Stat {
 	if w.closed {
 		return Stat{Path: w.path}
 	}
-	return statOf(w.m, w.ctl)
+	st := statOf(w.m, w.ctl)
+	if err := w.rec.barrierErr; err != nil {
+		st.ReuseError = err.Error()
+	}
+	return st
 }
 
 // Stat describes the region as this reader sees it.
