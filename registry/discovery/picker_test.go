@@ -365,3 +365,27 @@ func TestConsistentHashWeightChangeMovesOnlyToThatInstance(t *testing.T) {
 		t.Fatalf("doubling one weight of 10 moved %.3f of the keys, want about 0.08", share)
 	}
 }
+
+// PickerOptions.Replicas sets the points of each (equal-weight) instance;
+// zero means DefaultReplicas.
+func TestPickerReplicasOption(t *testing.T) {
+	w, c := testRegion(t, Options{})
+	for i := range 4 {
+		putInstance(t, w, inst("orders", "i"+strconv.Itoa(i), 1))
+	}
+	for _, tc := range []struct{ replicas, want int }{{0, DefaultReplicas}, {10, 10}, {1000, 1000}} {
+		p, err := c.Picker("orders", PickerOptions{Strategy: ConsistentHash, Replicas: tc.replicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pick("k"); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(p.state.Load().ring.hashes); got != 4*tc.want {
+			t.Errorf("Replicas %d: ring of %d points, want %d", tc.replicas, got, 4*tc.want)
+		}
+	}
+	if DefaultReplicas < 100 {
+		t.Fatalf("DefaultReplicas = %d, the issue asks for at least 100", DefaultReplicas)
+	}
+}
