@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 // shmregBinary builds the command once per test run.
-func shmregBinary(t *testing.T) string {
+func shmregBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "shmreg-cmd-test-")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/registry/discovery"
@@ -156,4 +157,26 @@ func ExampleCatalog_Refresh() {
 	err := cat.Refresh(context.Background(), "config/limits")
 	fmt.Println(errors.Is(err, discovery.ErrNoAgent))
 	// Output: true
+}
+
+func ExampleCatalog_GetFreshInto() {
+	w, path, cleanup := exampleRegion()
+	defer cleanup()
+	// Options.AgentSocket names the agent's control socket; here there is
+	// none, so the stale value is returned with the reason it stayed stale.
+	cat, _ := discovery.Open(path, discovery.Options{})
+	defer cat.Close()
+
+	old, _ := msgpack.Marshal(map[string]any{"qps": 100})
+	_ = w.Put([]byte("config/limits"), old)
+
+	var limits struct {
+		QPS   int `msgpack:"qps"`
+		Burst int `msgpack:"burst"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := cat.GetFreshInto(ctx, "config/limits", &limits)
+	fmt.Println(limits.QPS, errors.Is(err, discovery.ErrStale), errors.Is(err, discovery.ErrNoAgent))
+	// Output: 100 true true
 }

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ func TestInstancesHealthFilter(t *testing.T) {
 			w, c := testRegion(t, Options{WarningIsUnhealthy: tc.warningIsUnhealthy})
 			a, b, d := inst("orders", "a", 1), inst("orders", "b", 2), inst("orders", "d", 4)
 			b.Health, d.Health = registry.HealthWarning, registry.HealthCritical
+			b.Weight, b.Metadata = 3, map[string]string{"zone": "eu-1", "load": "0.5"}
 			for _, in := range []registry.Instance{a, b, d, inst("orders2", "x", 9), inst("order", "y", 9)} {
 				putInstance(t, w, in)
 			}
@@ -47,8 +49,13 @@ func TestInstancesHealthFilter(t *testing.T) {
 			if !slices.Equal(ids(all), []string{"a", "b", "d"}) {
 				t.Fatalf("AllInstances = %v", ids(all))
 			}
-			if all[1].Port != 2 || all[1].Address != "10.0.0.1" || all[1].Weight != 1 {
-				t.Fatalf("decoded instance %+v", all[1])
+			// Every field a caller uses is decoded.
+			if got := all[1]; got.Port != 2 || got.Address != "10.0.0.1" || got.Weight != 3 ||
+				got.Health != registry.HealthWarning || !maps.Equal(got.Metadata, b.Metadata) {
+				t.Fatalf("decoded instance %+v, want %+v", got, b)
+			}
+			if all[0].Weight != 1 || all[2].Health != registry.HealthCritical {
+				t.Fatalf("decoded a = %+v, d = %+v", all[0], all[2])
 			}
 		})
 	}

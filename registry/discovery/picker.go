@@ -23,12 +23,16 @@ const (
 	// proportional to its Weight (a weight below 1 counts as 1, the SDK's
 	// default); the key is ignored.
 	WeightedRandom
-	// ConsistentHash maps the key passed to Pick onto a hash ring with
-	// PickerOptions.Replicas virtual nodes per instance (placed by the
-	// instance's id, so an instance keeps its place when its address or
-	// other instances change). A key maps to the same instance while the set
-	// of instances is stable, and adding or removing one of N instances moves
-	// only about 1/N of the keys. Weights are not used.
+	// ConsistentHash maps the key passed to Pick onto a hash ring of
+	// virtual nodes, placed by the instance's id (so an instance keeps its
+	// place when its address or other instances change). An instance of the
+	// median weight gets PickerOptions.Replicas virtual nodes, others
+	// proportionally to their Weight (rounded, at least 1, at most 16 times
+	// Replicas; below 1 counts as 1), so a weight-2 instance takes about
+	// twice the keys of a weight-1 one. A key maps to the same instance while
+	// the set of instances is stable, and adding or removing one of N
+	// equal-weight instances moves only about 1/N of the keys, all to or
+	// from that instance.
 	ConsistentHash
 	// LeastLoaded picks the instance with the lowest load figure, read as a
 	// decimal number from its metadata under PickerOptions.LoadKey (default
@@ -55,9 +59,9 @@ func (s Strategy) String() string {
 
 // Defaults of PickerOptions.
 const (
-	// DefaultReplicas is the number of virtual nodes per instance on a
-	// consistent-hash ring: enough that, over 10 instances, the busiest
-	// takes under 1.2 times the mean share of keys.
+	// DefaultReplicas is the number of virtual nodes of a median-weight
+	// instance on a consistent-hash ring: enough that, over 10 equal
+	// instances, the busiest takes under 1.2 times the mean share of keys.
 	DefaultReplicas = 256
 	// DefaultLoadKey is the metadata key LeastLoaded reads.
 	DefaultLoadKey = "load"
@@ -68,8 +72,9 @@ const (
 type PickerOptions struct {
 	// Strategy. Default RoundRobin.
 	Strategy Strategy
-	// Replicas is the number of virtual nodes per instance for
-	// ConsistentHash. Default DefaultReplicas.
+	// Replicas is the number of virtual nodes of a median-weight instance
+	// for ConsistentHash (others get them in proportion to their weight).
+	// Default DefaultReplicas.
 	Replicas int
 	// LoadKey is the metadata key holding an instance's load for
 	// LeastLoaded. Default DefaultLoadKey.
