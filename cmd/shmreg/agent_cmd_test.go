@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -121,13 +119,7 @@ func TestAgentFromConfigFile(t *testing.T) {
 	region := filepath.Join(t.TempDir(), "region")
 	cfg := writeFile(t, "agent.yaml", "centers: ["+c.Addr().String()+"]\nregion: "+region+
 		"\nsubscribe: [cfg/]\nregion_size: 1048576\n")
-	cmd := exec.Command(shmregBinary(t), "agent", "--config", cfg, "--log-level", "warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ag := startCLI(t, "agent", "--config", cfg, "--log-level", "warn")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -145,19 +137,14 @@ func TestAgentFromConfigFile(t *testing.T) {
 		}
 		var err error
 		if seq, err = r.Wait(ctx, seq); err != nil {
-			t.Fatalf("the entry never reached the region: %v\n%s", err, stderr.String())
+			t.Fatalf("the entry never reached the region: %v", err)
 		}
 	}
 	if _, err := r.Get([]byte("other/key")); !errors.Is(err, shm.ErrNotFound) {
 		t.Errorf("an entry outside the subscription reached the region: %v", err)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent after SIGTERM: %v\n%s", err, stderr.String())
-	}
+	ag.stop(t, syscall.SIGTERM)
 	// The region outlives its writer.
 	res := runCLI(t, "get", "--region", region, "cfg/web/timeout")
 	res.wantExit(t, 0)

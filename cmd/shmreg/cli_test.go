@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -49,6 +50,63 @@ func (r cliResult) wantExit(t *testing.T, code int) {
 	t.Helper()
 	if r.code != code {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+}
+
+// running is a shmreg started in the background, its output read line by
+// line. It is killed at the end of the test if still running.
+type running struct {
+	cmd    *exec.Cmd
+	out    *lineReader
+	stderr bytes.Buffer // read it only once the process is waited for
+}
+
+func startCLI(t *testing.T, args ...string) *running {
+	t.Helper()
+	p := &running{cmd: exec.Command(shmregBinary(t), args...)}
+	p.cmd.Env = append(p.cmd.Environ(), "SHMREG_DIR="+t.TempDir())
+	p.cmd.Stderr = &p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	p.out = newLineReader(stdout)
+	return p
+}
+
+// stop signals the process and waits for it to exit cleanly.
+func (p *running) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	p.signal(t, sig)
+	p.wait(t)
+}
+
+func (p *running) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait fails the test unless the process exits with status 0 within 10s.
+// Output lines not read before wait may be lost (exec closes the pipe).
+func (p *running) wait(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", p.cmd.Args[1], err, p.stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not exit within 10s\n%s", p.cmd.Args[1], p.stderr.String())
 	}
 }
 

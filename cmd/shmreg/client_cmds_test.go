@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -109,21 +107,10 @@ func TestPutNeedsTheToken(t *testing.T) {
 // instance is on the center while it runs, and gone after SIGTERM.
 func TestRegisterUntilInterrupted(t *testing.T) {
 	c, conn := startCenter(t, "")
-	cmd := exec.Command(shmregBinary(t), "register", "--centers", c.Addr().String(),
+	reg := startCLI(t, "register", "--centers", c.Addr().String(),
 		"--service", "web", "--id", "web-9", "--address", "10.0.0.9", "--port", "8080",
 		"--weight", "3", "--meta", "zone=b", "--meta", "canary=yes", "--ttl", "5s")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	out := newLineReader(stdout)
-	out.expect(t, `^registered svc/web/web-9 on `+regexp.QuoteMeta(c.ID())+`; heartbeating until interrupted$`)
+	reg.out.expect(t, `^registered svc/web/web-9 on `+regexp.QuoteMeta(c.ID())+`; heartbeating until interrupted$`)
 
 	rec, err := getT(t, conn, "svc/web/web-9")
 	if err != nil {
@@ -138,13 +125,9 @@ func TestRegisterUntilInterrupted(t *testing.T) {
 		t.Errorf("registered %+v", in)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	out.expect(t, `^deregistered svc/web/web-9$`)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("register after SIGTERM: %v\n%s", err, stderr.String())
-	}
+	reg.signal(t, syscall.SIGTERM)
+	reg.out.expect(t, `^deregistered svc/web/web-9$`)
+	reg.wait(t)
 	if _, err := getT(t, conn, "svc/web/web-9"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("instance still there after deregistering: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -252,18 +251,8 @@ func TestWatchPrintsLaterCommits(t *testing.T) {
 	if err := w.Put([]byte("cfg/a"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(shmregBinary(t), "watch", "--region", region, "--for", "60s", "cfg/")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	out := newLineReader(stdout)
+	watch := startCLI(t, "watch", "--region", region, "--for", "60s", "cfg/")
+	out := watch.out
 
 	// The listing comes after watch noted the region's sequence, so every
 	// commit made after this line is one it waits for.
@@ -289,10 +278,5 @@ func TestWatchPrintsLaterCommits(t *testing.T) {
 	out.expect(t, stamp+`\+ cfg/c\t4$`) // and not the key outside cfg/
 
 	// Interrupted, watch stops cleanly.
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("watch after SIGINT: %v\n%s", err, stderr.String())
-	}
+	watch.stop(t, syscall.SIGINT)
 }
