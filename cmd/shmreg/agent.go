@@ -1,24 +1,48 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/shm"
 )
 
 func runAgent(args []string) error {
+	cfg, logLevel, help, err := agentSettings(args)
+	if help || err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		return err
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(opts)
+	if errors.Is(err, shm.ErrWriterBusy) {
+		return fmt.Errorf("another agent is already writing region %s: %w", opts.Shm.Resolve(opts.Region), err)
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(0)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// agentSettings parses the agent's flags and, with --config, its settings
+// file; a flag given on the command line wins over the file.
+func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool, err error) {
 	fs := newFlags("agent", "", "Run the host agent: follow a center of the pair and write the subscribed entries\ninto the shared-memory region. Flags override the settings of --config.")
-	var cfg agent.Config
 	configFile := fs.String("config", "", "settings file (JSON, or YAML if it ends in .yaml/.yml)")
 	centers := fs.String("centers", "", "center addresses, comma-separated (host:port,host:port)")
 	fs.StringVar(&cfg.Region, "region", defaultRegion, "region name or path")
@@ -34,13 +58,13 @@ func runAgent(args []string) error {
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "client key (PEM)")
 	fs.StringVar(&cfg.TLSServerName, "tls-server-name", "", "server name to verify in the centers' certificates")
 	fs.Int64Var(&cfg.RegionSize, "region-size", 0, "initial region size in bytes when creating it (default 64 MiB; it grows)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if help, err := parse(fs, args); help || err != nil {
-		return err
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if help, err = parse(fs, args); help || err != nil {
+		return cfg, "", help, err
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
-		return errors.New("unexpected arguments")
+		return cfg, "", false, errors.New("unexpected arguments")
 	}
 	if *centers != "" {
 		cfg.Centers = splitList(*centers)
@@ -52,7 +76,7 @@ func runAgent(args []string) error {
 		for _, s := range splitList(*controlUIDs) {
 			uid, err := strconv.Atoi(s)
 			if err != nil {
-				return fmt.Errorf("--control-uids: %q is not a uid", s)
+				return cfg, "", false, fmt.Errorf("--control-uids: %q is not a uid", s)
 			}
 			cfg.ControlUIDs = append(cfg.ControlUIDs, uid)
 		}
@@ -60,29 +84,11 @@ func runAgent(args []string) error {
 	if *configFile != "" {
 		file, err := agent.LoadConfig(*configFile)
 		if err != nil {
-			return err
+			return cfg, "", false, err
 		}
 		cfg = overrideConfig(file, cfg, fs)
 	}
-	opts, err := cfg.Options()
-	if err != nil {
-		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %v", err)
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	a, err := agent.New(opts)
-	if errors.Is(err, shm.ErrWriterBusy) {
-		return fmt.Errorf("another agent is already writing region %s: %w", opts.Shm.Resolve(opts.Region), err)
-	}
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return a.Run(ctx)
+	return cfg, logLevel, false, nil
 }
 
 // overrideConfig returns the file's settings with every flag given on the

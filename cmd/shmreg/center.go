@@ -5,14 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,30 +19,8 @@ import (
 	"github.com/shmreg/shmreg/registry"
 )
 
-// newFlagSet returns a FlagSet whose --help prints the command's usage line
-// and flags in the same format for every subcommand.
-func newFlagSet(name, args, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: shmreg %s [flags] %s\n\n%s\n\nflags:\n", name, args, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; --help is not an error.
-func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return false, err
-	}
-	return false, nil
-}
-
 func runCenter(args []string) error {
-	fs := newFlagSet("center", "", "Run a registry center, one of the mirrored pair.")
+	fs := newFlags("center", "", "Run a registry center, one of the mirrored pair.")
 	listen := fs.String("listen", "127.0.0.1:7701", "address to serve the registry protocol on")
 	peer := fs.String("peer", "", "address of the other center of the pair (empty: no mirror)")
 	data := fs.String("data", "", "data directory (bbolt store and center id); required")
@@ -61,7 +36,7 @@ func runCenter(args []string) error {
 	tombstones := fs.Duration("tombstone-retention", 24*time.Hour, "how long deletes are remembered")
 	selfPres := fs.Float64("self-preservation", 0.85, "share of a service's instances whose simultaneous expiry is held (negative: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -116,7 +91,7 @@ func runCenter(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts.Registerer = reg
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signalContext(0)
 	defer stop()
 	c, err := registry.NewCenter(opts)
 	if err != nil {

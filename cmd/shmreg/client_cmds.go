@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
@@ -44,39 +42,43 @@ func (f clientFlags) client(role registry.Role) (*registry.Client, error) {
 }
 
 func runPut(args []string) error {
-	fs := newFlagSet("put", "KEY VALUE", "Write a key/value to the centers.")
-	cf := addClientFlags(fs)
-	if help, err := parseFlags(fs, args); help || err != nil {
-		return err
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return fmt.Errorf("need KEY and VALUE")
-	}
-	cl, err := cf.client(registry.RoleAdmin)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
-	defer cancel()
-	v, err := cl.Put(ctx, fs.Arg(0), []byte(fs.Arg(1)))
-	if err != nil {
-		return err
-	}
-	fmt.Printf("put %s (version %d@%s)\n", fs.Arg(0), v.HLC, v.Origin)
-	return nil
+	return writeRequest{
+		name: "put", args: "KEY VALUE", summary: "Write a key/value to the centers.", done: "put",
+		send: func(ctx context.Context, cl *registry.Client, a []string) (registry.Version, error) {
+			return cl.Put(ctx, a[0], []byte(a[1]))
+		},
+	}.run(args)
 }
 
 func runDel(args []string) error {
-	fs := newFlagSet("del", "KEY", "Delete a key from the centers.")
+	return writeRequest{
+		name: "del", args: "KEY", summary: "Delete a key from the centers.", done: "deleted",
+		send: func(ctx context.Context, cl *registry.Client, a []string) (registry.Version, error) {
+			return cl.Delete(ctx, a[0])
+		},
+	}.run(args)
+}
+
+// writeRequest is a one-shot write command (put, del): one request through
+// the failover client, then a line naming the key and the version the
+// centers gave the write.
+type writeRequest struct {
+	name    string // subcommand
+	args    string // positional arguments, space-separated, as the usage line shows them; the first is the key
+	summary string
+	done    string // verb of the line printed on success
+	send    func(ctx context.Context, cl *registry.Client, args []string) (registry.Version, error)
+}
+
+func (w writeRequest) run(args []string) error {
+	fs := newFlags(w.name, w.args, w.summary)
 	cf := addClientFlags(fs)
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() != len(strings.Fields(w.args)) {
 		fs.Usage()
-		return fmt.Errorf("need KEY")
+		return fmt.Errorf("need %s", w.args)
 	}
 	cl, err := cf.client(registry.RoleAdmin)
 	if err != nil {
@@ -85,11 +87,11 @@ func runDel(args []string) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
 	defer cancel()
-	v, err := cl.Delete(ctx, fs.Arg(0))
+	v, err := w.send(ctx, cl, fs.Args())
 	if err != nil {
 		return err
 	}
-	fmt.Printf("deleted %s (version %d@%s)\n", fs.Arg(0), v.HLC, v.Origin)
+	fmt.Printf("%s %s (version %d@%s)\n", w.done, fs.Arg(0), v.HLC, v.Origin)
 	return nil
 }
 
@@ -108,7 +110,7 @@ func (m metaFlag) Set(s string) error {
 }
 
 func runRegister(args []string) error {
-	fs := newFlagSet("register", "", "Register one service instance and heartbeat it until interrupted (then deregister it).")
+	fs := newFlags("register", "", "Register one service instance and heartbeat it until interrupted (then deregister it).")
 	cf := addClientFlags(fs)
 	var in registry.Instance
 	fs.StringVar(&in.Service, "service", "", "service name (required)")
@@ -121,7 +123,7 @@ func runRegister(args []string) error {
 	tie := fs.Bool("tie", false, "also expire the instance when this connection drops")
 	meta := metaFlag{}
 	fs.Var(meta, "meta", "metadata key=value (repeatable)")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -140,7 +142,7 @@ func runRegister(args []string) error {
 		return err
 	}
 	defer cl.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signalContext(0)
 	defer stop()
 	// ctx bounds the registration's life: the instance is heartbeated until
 	// the signal.

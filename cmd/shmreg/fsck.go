@@ -16,7 +16,7 @@ func runFsck(args []string) error {
 	}
 	rep, err := shm.Fsck(*region, shm.Options{})
 	if err != nil {
-		return err
+		return regionError(*region, err)
 	}
 	if *asJSON {
 		if rep.Problems == nil {

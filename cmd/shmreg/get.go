@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/shmreg/shmreg/shm"
 )
 
 func runGet(args []string) error {
@@ -22,8 +24,12 @@ func runGet(args []string) error {
 	}
 	defer r.Close()
 	key := fs.Arg(0)
-	return r.View([]byte(key), func(v []byte) error {
+	err = r.View([]byte(key), func(v []byte) error {
 		fmt.Fprintln(os.Stdout, formatValue(key, v))
 		return nil
 	})
+	if errors.Is(err, shm.ErrNotFound) {
+		return &hintError{msg: fmt.Sprintf("no key %q in region %s", key, r.Path()), err: err}
+	}
+	return err
 }

@@ -4,11 +4,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
 // command is one subcommand: its one-line summary and its entry point. Each
 // subcommand parses its own flags from args and returns an error to print.
+// A command with an empty summary is internal (run by another command as a
+// child process): runnable, but not listed.
 type command struct {
 	summary string
 	run     func(args []string) error
@@ -27,37 +30,49 @@ func commands() map[string]command {
 		"stat":        {"describe the region", runStat},
 		"fsck":        {"check the region's structures", runFsck},
 		"demo":        {"run centers, an agent and a reader on loopback, and show them work", runDemo},
-		"demo-reader": {"(internal) the reader process of the demo", runDemoReader},
+		"demo-reader": {"", runDemoReader}, // the reader process of the demo
 		"bench":       {"measure lookups, writes and propagation beside the alternatives", runBench},
 	}
 }
 
-func usage(cmds map[string]command) {
-	fmt.Fprintln(os.Stderr, "usage: shmreg <command> [flags]")
-	fmt.Fprintln(os.Stderr, "\ncommands:")
+// usage lists the commands that have a summary.
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: shmreg <command> [flags]")
+	fmt.Fprintln(w, "\ncommands:")
 	for _, name := range sortedNames(cmds) {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, cmds[name].summary)
+		if cmds[name].summary != "" {
+			fmt.Fprintf(w, "  %-10s %s\n", name, cmds[name].summary)
+		}
 	}
-	fmt.Fprintln(os.Stderr, "\nRun 'shmreg <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'shmreg <command> --help' for a command's flags.")
 }
 
 func main() {
-	cmds := commands()
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage(cmds)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		return
+	os.Exit(run(commands(), os.Args[1:], os.Stderr))
+}
+
+// run dispatches args to a command and returns the exit status: 0 on
+// success or help asked for, 1 when the command failed, 2 for a call
+// shmreg cannot dispatch (no command, an unknown one).
+func run(cmds map[string]command, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr, cmds)
+		return 2
 	}
-	cmd, ok := cmds[os.Args[1]]
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stderr, cmds)
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "shmreg: unknown command %q\n\n", os.Args[1])
-		usage(cmds)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "shmreg: unknown command %q\n\n", args[0])
+		usage(stderr, cmds)
+		return 2
 	}
-	if err := cmd.run(os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "shmreg %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+	if err := cmd.run(args[1:]); err != nil {
+		fmt.Fprintf(stderr, "shmreg %s: %v\n", args[0], err)
+		return 1
 	}
+	return 0
 }

@@ -3,10 +3,11 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"strings"
 	"unicode/utf8"
 
@@ -18,27 +19,6 @@ import (
 // otherwise; a bare name resolves under $SHMREG_DIR or /dev/shm/shmreg.
 const defaultRegion = "default"
 
-// newFlags returns a flag set whose --help prints the usage line, the
-// command's summary and its flags, the same way for every subcommand.
-func newFlags(name, args, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "usage: shmreg %s [flags] %s\n\n%s\n\nflags:\n", name, args, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses args; --help is not an error (it printed the usage).
-func parse(fs *flag.FlagSet, args []string) (help bool, err error) {
-	err = fs.Parse(args)
-	if err == flag.ErrHelp {
-		return true, nil
-	}
-	return false, err
-}
-
 // regionFlag adds --region.
 func regionFlag(fs *flag.FlagSet) *string {
 	return fs.String("region", defaultRegion, "region name or path (a bare name is under $SHMREG_DIR or "+shm.DefaultDir+")")
@@ -48,13 +28,32 @@ func regionFlag(fs *flag.FlagSet) *string {
 func openRegion(name string) (*shm.Reader, error) {
 	r, err := shm.Open(name, shm.Options{})
 	if err != nil {
-		if os.IsNotExist(err) || strings.Contains(err.Error(), shm.ErrNoRegion.Error()) {
-			return nil, fmt.Errorf("%w (is an agent running? see 'shmreg agent --help')", err)
-		}
-		return nil, err
+		return nil, regionError(name, err)
 	}
 	return r, nil
 }
+
+// regionError says where the region was looked for, and what usually
+// creates it, when it does not exist; other errors pass unchanged.
+func regionError(name string, err error) error {
+	if !errors.Is(err, shm.ErrNoRegion) && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return &hintError{
+		msg: fmt.Sprintf("no region at %s (is an agent running? see 'shmreg agent --help')", shm.Options{}.Resolve(name)),
+		err: err,
+	}
+}
+
+// hintError replaces an error's message with one for people, keeping the
+// error itself for errors.Is.
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
 
 // formatValue renders a value for people: instances (keys under svc/) as
 // JSON, other values as text, or base64 if they are not UTF-8.

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/shmreg/shmreg/shm"
@@ -30,13 +28,8 @@ func runWatch(args []string) error {
 		return err
 	}
 	defer r.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(*forDur)
 	defer stop()
-	if *forDur > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *forDur)
-		defer cancel()
-	}
 	err = watch(ctx, r, fs.Arg(0), os.Stdout)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
