@@ -3,7 +3,9 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,12 +37,17 @@ func ctlSize(slots int) int64 { return int64(ctlSlotsOff + slots*slotSize) }
 
 // openControl maps the control file at path, creating it with slots slots
 // if create is set and it does not exist.
+//
+// A new control file is built whole under a temporary name and then linked
+// into place, so a reader that opens the region at the moment it is created
+// finds either no control file (ErrNoRegion) or a complete one, never an
+// empty or half-written one. Two writers creating at once both link; one
+// wins, and the other opens the winner's file (and then finds it busy).
 func openControl(path string, create bool, slots int, perm os.FileMode) (*control, error) {
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		f, err = createControl(path, slots, perm)
 	}
-	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {
 		return nil, fileError(path, err)
 	}
@@ -50,6 +57,28 @@ func openControl(path string, create bool, slots int, perm os.FileMode) (*contro
 		return nil, err
 	}
 	return c, nil
+}
+
+// createControl writes a fresh control file beside path and links it to
+// path, returning it open; if path appeared meanwhile it opens that one.
+func createControl(path string, slots int, perm os.FileMode) (*os.File, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	c, err := mapControl(tmp, true, slots, perm)
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := c.close(); err != nil { // also closes tmp
+		return nil, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
 func mapControl(f *os.File, create bool, slots int, perm os.FileMode) (*control, error) {

@@ -3,8 +3,11 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -173,6 +176,87 @@ func (m *mapping) publish(path string) error {
 	}
 	m.path = path
 	return nil
+}
+
+// Replacing a region's file is three steps: rename the new file over the
+// path, mark the old one superseded (readers move when they see the mark),
+// forget the old one. A writer killed between the first two would leave
+// readers on an old file that nobody can reach by name to mark. So before
+// the rename the old file gets a second name, path.superseding, which is
+// removed only after the mark; the next writer finds it and finishes the
+// job (finishReplace).
+
+func supersedingPath(path string) string { return path + ".superseding" }
+
+// replace publishes nm over path in place of old, which must be the file at
+// path, and marks old superseded.
+func replace(old, nm *mapping, path string) error {
+	link := supersedingPath(path)
+	_ = os.Remove(link)
+	if err := os.Link(path, link); err != nil {
+		_ = os.Remove(nm.path)
+		return fmt.Errorf("shm: keep %s reachable while it is replaced: %w", path, err)
+	}
+	if err := nm.publish(path); err != nil {
+		_ = os.Remove(link)
+		return err
+	}
+	atomic.StoreUint64(&old.hdr.state, old.loadState()|stateSuperseded)
+	_ = os.Remove(link)
+	return nil
+}
+
+// finishReplace completes a replacement its writer did not finish, and
+// removes the temporary files of rebuilds that died before they were
+// published. Only the writer (holding the control file's lock) calls it.
+func finishReplace(path string) error {
+	tmps, _ := filepath.Glob(globEscape(path) + ".tmp.*")
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
+	link := supersedingPath(path)
+	lfi, err := os.Stat(link)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fileError(link, err)
+	}
+	pfi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Nothing replaced it: the old file is still the region.
+		if err := os.Rename(link, path); err != nil {
+			return fileError(path, err)
+		}
+		return nil
+	case err != nil:
+		return fileError(path, err)
+	case os.SameFile(lfi, pfi):
+		// Killed before the rename: the old file is still current.
+		return os.Remove(link)
+	}
+	old, err := openMapping(link, true)
+	if err == nil {
+		atomic.StoreUint64(&old.hdr.state, old.loadState()|stateSuperseded)
+		err = old.unmap()
+	}
+	if err != nil {
+		return fmt.Errorf("shm: mark %s superseded: %w", link, err)
+	}
+	return os.Remove(link)
+}
+
+// globEscape quotes the pattern characters of a path for filepath.Glob.
+func globEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func minRegionSize(indexCap uint64) int64 {

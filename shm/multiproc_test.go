@@ -39,7 +39,11 @@ func runChild(role, dir, arg string) error {
 	opts := Options{Dir: dir, Size: 256 << 10}
 	switch role {
 	case "reader":
-		return childReader(opts)
+		limit := time.Minute
+		if arg != "" {
+			limit, _ = time.ParseDuration(arg)
+		}
+		return childReader(opts, limit)
 	case "writer":
 		seed, _ := strconv.ParseUint(arg, 10, 64)
 		return childWriter(opts, seed)
@@ -114,9 +118,9 @@ func checkValue(key, v []byte) error {
 	return nil
 }
 
-// childReader reads until its stdin closes... it has none; it reads until
-// the region holds the key "stop", checking every value and every scan.
-func childReader(opts Options) error {
+// childReader reads until the region holds the key "stop", checking every
+// value and every scan, and fails if limit passes first.
+func childReader(opts Options, limit time.Duration) error {
 	var r *Reader
 	var err error
 	for i := 0; i < 200; i++ {
@@ -130,7 +134,7 @@ func childReader(opts Options) error {
 	}
 	defer r.Close()
 	reads := 0
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if _, err := r.Get([]byte("stop")); err == nil {
 			fmt.Printf("reads %d\n", reads)
@@ -226,11 +230,23 @@ func childWriter(opts Options, seed uint64) error {
 	out := bufio.NewWriter(os.Stdout)
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for v := 1; ; v++ {
+		if rng.IntN(64) == 0 {
+			// A rebuild into a new file, killed or not half way.
+			if err := w.Compact(); err != nil {
+				return err
+			}
+		}
+		// Mostly small batches over 300 hot keys; now and then a large one
+		// over a wider key space, which grows the index and the region.
+		keys, changes := 300, 1+rng.IntN(8)
+		if rng.IntN(16) == 0 {
+			keys, changes = 3000, 40
+		}
 		var b Batch
 		var intent strings.Builder
 		intent.WriteString("intent")
-		for i := 0; i < 1+rng.IntN(8); i++ {
-			k := []byte(fmt.Sprintf("k%04d", rng.IntN(300)))
+		for i := 0; i < changes; i++ {
+			k := []byte(fmt.Sprintf("k%04d", rng.IntN(keys)))
 			if rng.IntN(4) == 0 {
 				b.Delete(k)
 				fmt.Fprintf(&intent, " %s=-", k)
@@ -264,6 +280,15 @@ func TestWriterKilledAtRandom(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{Dir: dir, Size: 256 << 10}
 	want := map[string]string{} // key -> version, "-" for deleted
+	// A reader process reads and checks every value through all the kills
+	// and repairs, following the region into each new file.
+	w0, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0.Close()
+	reader, readerOut := spawn(t, "reader", dir, "10h")
+	defer reader.Process.Kill()
 	for it := 0; it < iterations; it++ {
 		cmd, out := spawn(t, "writer", dir, strconv.Itoa(it+1))
 		lines := make(chan string, 1024)
@@ -335,8 +360,22 @@ func TestWriterKilledAtRandom(t *testing.T) {
 			}
 		}
 		r.Close()
+		if it == iterations-1 {
+			if err := w.Put([]byte("stop"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 		w.Close()
 	}
+	// A reader left on a file nobody marked superseded would never see the
+	// stop key: give it a bounded time, then kill it and fail.
+	stuck := time.AfterFunc(time.Minute, func() { reader.Process.Kill() })
+	defer stuck.Stop()
+	said, _ := io.ReadAll(readerOut)
+	if err := reader.Wait(); err != nil || !strings.HasPrefix(string(said), "reads ") {
+		t.Fatalf("the reader process running through the kills failed: %v; it said %q", err, said)
+	}
+	t.Logf("%d writer kills; the reader process running throughout: %s", iterations, strings.TrimSpace(string(said)))
 }
 
 func matches(got []byte, err error, version string) bool {

@@ -309,3 +309,88 @@ func TestHashVectors(t *testing.T) {
 		seen[h] = true
 	}
 }
+
+// TestReplaceFinishedByNextWriter: a writer killed after renaming a rebuilt
+// file over the path but before marking the old file superseded would leave
+// readers on the old file for good. The next writer finds the old file by
+// its second name and marks it, and the reader moves to the new file.
+func TestReplaceFinishedByNextWriter(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 1 << 20}
+	w, r := openPair(t, opts)
+	if err := w.Put([]byte("before"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	// The first two steps of replace, then the writer dies.
+	nm, err := createMapping(w.path, opts.Size, 0o644, minIndexCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(w.path, supersedingPath(w.path)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nm.publish(w.path); err != nil {
+		t.Fatal(err)
+	}
+	nm.unmap()
+	w.Close()
+
+	w2, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if _, err := os.Stat(supersedingPath(w.path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old file's second name is still there: %v", err)
+	}
+	if err := w2.Put([]byte("after"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get([]byte("after")); err != nil || string(v) != "2" {
+		t.Fatalf("the reader did not move to the new file: %q %v", v, err)
+	}
+	if st, _ := r.Stat(); st.SupersededMapped != 1 {
+		t.Fatalf("reader maps %d superseded files, want 1", st.SupersededMapped)
+	}
+}
+
+// TestReplaceKilledBeforeRename: killed after giving the old file its
+// second name but before the rename, nothing was replaced: the next writer
+// drops the second name, leaves the region as it is, and removes the
+// half-built file.
+func TestReplaceKilledBeforeRename(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 1 << 20}
+	w, r := openPair(t, opts)
+	if err := w.Put([]byte("k"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	nm, err := createMapping(w.path, opts.Size, 0o644, minIndexCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := nm.path
+	nm.unmap()
+	if err := os.Link(w.path, supersedingPath(w.path)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w2, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	for _, p := range []string{supersedingPath(w.path), tmp} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s is still there: %v", p, err)
+		}
+	}
+	if err := w2.Put([]byte("k2"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Stat()
+	if err != nil || st.Superseded || st.SupersededMapped != 0 || st.Entries != 2 {
+		t.Fatalf("the region was replaced though nothing was rebuilt: %+v %v", st, err)
+	}
+}

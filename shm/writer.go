@@ -64,6 +64,10 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		ctl.close()
 		return nil, err
 	}
+	if err := finishReplace(path); err != nil {
+		ctl.close()
+		return nil, err
+	}
 	m, err := openMapping(path, true)
 	if errors.Is(err, ErrNoRegion) {
 		m, err = createMapping(path, opts.Size, opts.Perm, minIndexCap)
@@ -467,10 +471,10 @@ func (w *Writer) compact(extra uint64) error {
 	if w.inTx {
 		h.state = stateCommitting
 	}
-	if err := nm.publish(w.path); err != nil {
-		return fail(err)
+	if err := replace(old, nm, w.path); err != nil {
+		_ = nm.unmap()
+		return err
 	}
-	atomic.StoreUint64(&oh.state, old.loadState()|stateSuperseded)
 	if err := w.use(nm); err != nil {
 		return err
 	}
