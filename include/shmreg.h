@@ -1117,7 +1117,7 @@ static inline int shmreg_get(const struct shmreg_region *r, const void *key, siz
  * *vlen = the value's length; -ERANGE if the value needs more than cap bytes
  * (*vlen says how many; nothing is copied); SHMREG_EEVICTED if its own
  * section was evicted (buf holds nothing usable: call again); or what
- * shmreg_get() returns. */
+ * shmreg_get() returns. *vlen is 0 after any return but 0 and -ERANGE. */
 static inline int shmreg_get_copy(struct shmreg_region *r, const void *key, size_t klen,
                                   void *buf, size_t cap, size_t *vlen)
 {
@@ -1125,6 +1125,7 @@ static inline int shmreg_get_copy(struct shmreg_region *r, const void *key, size
     const void *v;
     size_t n;
 
+    *vlen = 0;
     if (own && (rc = shmreg_read_begin(r)) != 0)
         return rc;
     rc = shmreg_get(r, key, klen, &v, &n);
