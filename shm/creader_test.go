@@ -2,11 +2,13 @@ package shm
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -229,5 +231,30 @@ func TestCReaderIdleHoldsNothing(t *testing.T) {
 	}
 	if st := w.Stat(); st.ReadersLive != 0 {
 		t.Fatalf("%d reader slots live after the C reader closed", st.ReadersLive)
+	}
+}
+
+// TestCReadmeExampleCompiles: the C snippet of examples/c/README.md builds
+// against include/shmreg.h with the flags CI uses, so the documented use of
+// slots and sections cannot drift from the header.
+func TestCReadmeExampleCompiles(t *testing.T) {
+	readme, err := os.ReadFile("../examples/c/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := bytes.Cut(readme, []byte("\n```c\n"))
+	snippet, _, ok2 := bytes.Cut(rest, []byte("\n```\n"))
+	if !ok || !ok2 || !bytes.Contains(snippet, []byte("shmreg_read_begin")) {
+		t.Fatalf("no C snippet using read sections in examples/c/README.md")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "readme.c")
+	prog := "#include <stdio.h>\n#include \"shmreg.h\"\n\nint main(void)\n{\n" + string(snippet) + "\n    return 0;\n}\n"
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I../include", "-o", filepath.Join(dir, "readme"), src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the README's C example does not build: %v\n%s\n%s", err, out, prog)
 	}
 }
