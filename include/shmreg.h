@@ -3,7 +3,7 @@
  *
  * Layout version 1. This header is the C half of docs/LAYOUT.md; the Go
  * declarations (shm/layout.go, skiplist/node.go) are the other half, and
- * shm/layout_test.go checks that all three agree.
+ * shm/layout_test.go checks that all three agree. Linux only.
  *
  * THE REGION
  *
@@ -54,30 +54,67 @@
  * When the pool fills up, the writer builds a compacted copy in a new file,
  * renames it over the old path, then sets SUPERSEDED in the old file's state
  * word. Every lookup and iterator seek here loads that word first and
- * returns SHMREG_ESUPERSEDED when it is set: call
- * shmreg_reopen_if_superseded(). (The old file stays correct, only stale.)
+ * returns SHMREG_ESUPERSEDED when it is set: end the read section, call
+ * shmreg_reopen_if_superseded(), begin again. (The old file stays correct,
+ * only stale.)
+ *
+ * READ SECTIONS (why bytes do not change under a reader)
+ *
+ * The writer reuses memory: an old value, a deleted node and its key go back
+ * on its free lists once no reader can reach them. It knows which readers
+ * might through the reader slots of NAME.ctl (docs/LAYOUT.md, "Reader
+ * slots"), and this header joins that protocol the way the Go reader does:
+ *
+ * - shmreg_open() claims a slot: it takes an exclusive OFD lock
+ *   (F_OFD_SETLK) on the slot's first byte, which the kernel drops when the
+ *   process dies, so the writer can tell a dead reader's slot from a live
+ *   one. shmreg_close() gives it back. The process also registers once for
+ *   expedited membarrier(2); where that is refused, epochs are published
+ *   with sequentially consistent stores instead (slower, as safe).
+ * - shmreg_read_begin() publishes the generation in the slot (the read's
+ *   epoch): nothing retired at or after it is reused until
+ *   shmreg_read_end() sets the slot back to 0. Every lookup and iteration
+ *   must run inside a section, and every key and value pointer they return
+ *   is valid only until its section ends: copy out what you keep. Outside
+ *   a section they return SHMREG_ESECTION. A slot at 0 (open, not reading)
+ *   holds nothing back.
+ * - A section that outlives the writer's read lease (2 s by default) is
+ *   forced: the writer marks the slot and may reuse what the section was
+ *   reading. shmreg_read_end() then returns SHMREG_EEVICTED: discard
+ *   everything read in that section and read again. Keep sections short.
+ * - shmreg_get_copy() is the one-shot form: begin, look up, copy into the
+ *   caller's buffer, end.
  *
  * WHAT THIS READER DOES NOT DO (version 1)
  *
- * - It takes no reader slot in NAME.ctl (the Go reader does). Retired bytes
- *   are not reused yet, so today a key or value pointer stays readable until
- *   shmreg_close() or shmreg_reopen_if_superseded() unmaps the file; once
- *   memory reuse lands, bytes a slot-less reader is viewing may be recycled
- *   under it. Copy values out promptly rather than keeping pointers.
  * - It does not wait for changes (the futex on ctl.notify_seq) and does not
  *   touch the reader/writer lock.
- * - It trusts nothing in the file: every offset, length, height and capacity
- *   is checked against the mapped size, and every walk is bounded, so a
- *   corrupt file yields SHMREG_ECORRUPT rather than a wild read or a hang.
- *   It cannot prevent SIGBUS if someone truncates the file while it is mapped
- *   (the writer never does; it replaces files by rename).
+ * - It trusts nothing in the data file: every offset, length, height and
+ *   capacity is checked against the mapped size, and every walk is bounded,
+ *   so a corrupt file yields SHMREG_ECORRUPT rather than a wild read or a
+ *   hang. Of the control file it believes only as many slots as the file
+ *   holds. It cannot prevent SIGBUS if someone truncates a file while it is
+ *   mapped (the writer never does; it replaces data files by rename).
+ * - It does not share a slot between threads (below), nor survive fork():
+ *   a child shares its parent's open file description, hence its slot lock;
+ *   it must neither use nor close a region its parent opened (it may munmap
+ *   the two mappings), and opens its own instead. The control file is opened
+ *   close-on-exec, so an exec'd program does not keep a slot alive.
  *
  * THREADS
  *
- * A struct shmreg_region is read-only after shmreg_open(): any number of
- * threads may call shmreg_get*() and iterate on it concurrently.
- * shmreg_reopen_if_superseded() and shmreg_close() replace or unmap it, so the
- * caller must make sure no other thread is using it at that moment.
+ * A struct shmreg_region is one reader: one slot, one read section at a
+ * time. Give each thread its own (shmreg_open() per thread; each maps the
+ * files and claims its own slot), or serialize the threads around whole
+ * sections. Two threads in sections on one struct would share one epoch, and
+ * the first to end would unprotect the other.
+ *
+ * FEATURE MACROS
+ *
+ * None are needed: the header compiles under -std=c11 with or without
+ * _GNU_SOURCE / _POSIX_C_SOURCE. Where the C library hides them (strict
+ * C11), it declares syscall(2) itself and uses the Linux values of
+ * F_OFD_GETLK and F_OFD_SETLK, which are the same on every architecture.
  *
  * RETURN CODES
  *
@@ -87,15 +124,27 @@
  * USE
  *
  *     struct shmreg_region r;
- *     const void *val;
+ *     char buf[4096];
  *     size_t len;
  *     int rc = shmreg_open("/dev/shm/shmreg/NAME", &r);
  *     if (rc == 0) {
- *         rc = shmreg_get(&r, "svc/web/1", 9, &val, &len);
+ *         rc = shmreg_get_copy(&r, "svc/web/1", 9, buf, sizeof buf, &len);
  *         if (rc == SHMREG_ESUPERSEDED && shmreg_reopen_if_superseded(&r, "/dev/shm/shmreg/NAME") == 1)
- *             rc = shmreg_get(&r, "svc/web/1", 9, &val, &len);
- *         ... rc is 0 (copy val out), SHMREG_ENOTFOUND, or an error ...
+ *             rc = shmreg_get_copy(&r, "svc/web/1", 9, buf, sizeof buf, &len);
+ *         ... rc is 0 (buf holds len bytes), SHMREG_ENOTFOUND, -ERANGE (the
+ *         value needs len bytes), or an error ...
  *         shmreg_close(&r);
+ *     }
+ *
+ * Zero-copy, inside a section (see the iterator below for walks):
+ *
+ *     const void *val;
+ *     if (shmreg_read_begin(&r) == 0) {
+ *         rc = shmreg_get(&r, "svc/web/1", 9, &val, &len);
+ *         if (rc == 0)
+ *             use(val, len);           valid until shmreg_read_end()
+ *         if (shmreg_read_end(&r) == SHMREG_EEVICTED)
+ *             ... what use() saw may have been reused: discard it, retry ...
  *     }
  */
 #ifndef SHMREG_H
@@ -107,8 +156,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -142,6 +193,9 @@ _Static_assert(sizeof(long long) == 8 && sizeof(int) == 4, "unexpected int sizes
 #define SHMREG_ETRUNCATED (-30803)  /* the file is shorter than its header says */
 #define SHMREG_ECORRUPT (-30804)    /* an offset, length or link that cannot be right */
 #define SHMREG_ESUPERSEDED (-30805) /* the file was replaced at its path; reopen it */
+#define SHMREG_EEVICTED (-30806)    /* the read section outlived its lease: discard what it read */
+#define SHMREG_ENOSLOTS (-30807)    /* every reader slot of NAME.ctl is held by a live reader */
+#define SHMREG_ESECTION (-30808)    /* a lookup outside a read section, or a begin inside one */
 
 /* ---- packed pair words ------------------------------------------------ */
 
@@ -258,14 +312,17 @@ struct shmreg_ctl {
 /* A reader slot, one cache line. A process owns slot i while it holds an
  * exclusive F_OFD_SETLK lock on byte 8192 + 64*i of NAME.ctl; that lock dies
  * with the process, which is how the writer tells dead readers from live
- * ones. The C reader in this header takes no slot (see above). */
+ * ones (F_OFD_GETLK), whatever pid the kernel hands out since. Only the
+ * owner writes owner, pid and epoch, except that the writer may
+ * compare-and-swap the epoch: to SHMREG_EPOCH_FORCED | generation when the
+ * section outlived the lease, to 0 when the owner is dead. */
 struct shmreg_slot {
-    uint64_t owner;         /* 0 = free, else pid << 32 | nonce */
-    _Atomic uint64_t epoch; /* 0 = never read; else the generation of the owner's latest
-                               read (it stays published between reads); bit 63
+    _Atomic uint64_t owner; /* 0 = free, else pid << 32 | nonce; stored last when claiming */
+    _Atomic uint64_t epoch; /* 0 = idle (no section under way); else the generation at which
+                               the owner's current section began; bit 63
                                (SHMREG_EPOCH_FORCED) set by the writer, with the generation
                                at which it forced the slot in the low bits */
-    uint32_t pid;           /* informational */
+    uint32_t pid;           /* of the owner, informational */
     uint8_t reserved[44];
 };
 #define SHMREG_EPOCH_FORCED (UINT64_C(1) << 63)
@@ -323,6 +380,7 @@ SHMREG__AT(shmreg_ctl, slots_forced, 128);
 SHMREG__AT(shmreg_ctl, slots_reaped, 136);
 
 _Static_assert(sizeof(struct shmreg_slot) == 64, "a reader slot is one cache line");
+SHMREG__AT(shmreg_slot, owner, 0);
 SHMREG__AT(shmreg_slot, epoch, 8);
 SHMREG__AT(shmreg_slot, pid, 16);
 
@@ -359,22 +417,52 @@ static inline uint64_t shmreg_hash(const void *key, size_t len)
 
 /* ---- opening ------------------------------------------------------------- */
 
-/* O_CLOEXEC is POSIX.1-2008; under a strict -std=c11 it may be hidden, and
- * the descriptor is closed before shmreg_open() returns anyway. */
+/* O_CLOEXEC is POSIX.1-2008; under a strict -std=c11 it may be hidden. The
+ * data file's descriptor is closed before shmreg_open() returns anyway; the
+ * control file's is kept (its lock is the slot's liveness) and is marked
+ * close-on-exec with F_SETFD instead. */
 #ifdef O_CLOEXEC
 #define SHMREG__O_CLOEXEC O_CLOEXEC
 #else
 #define SHMREG__O_CLOEXEC 0
 #endif
 
-/* A mapped data file. Read-only after shmreg_open(). */
+/* Open file description locks (Linux 3.15). glibc shows them only under
+ * _GNU_SOURCE; these are the kernel's values on every architecture. */
+#ifdef F_OFD_GETLK
+#define SHMREG__F_OFD_GETLK F_OFD_GETLK
+#define SHMREG__F_OFD_SETLK F_OFD_SETLK
+#else
+#define SHMREG__F_OFD_GETLK 36
+#define SHMREG__F_OFD_SETLK 37
+#endif
+
+/* membarrier(2) commands (linux/membarrier.h). */
+#define SHMREG__MEMBARRIER_QUERY 0
+#define SHMREG__MEMBARRIER_GLOBAL 1
+#define SHMREG__MEMBARRIER_GLOBAL_EXPEDITED 2
+#define SHMREG__MEMBARRIER_REGISTER_GLOBAL_EXPEDITED 4
+
+/* A mapped region: the data file (read-only; replaced by
+ * shmreg_reopen_if_superseded()) and this reader's slot in the control file
+ * (kept from shmreg_open() to shmreg_close()). One thread at a time. */
 struct shmreg_region {
-    const unsigned char *base;       /* the mapping, file_size bytes, PROT_READ */
+    const unsigned char *base;       /* the data mapping, file_size bytes, PROT_READ */
     const struct shmreg_header *hdr; /* == base */
     const struct shmreg_node *head;
     uint64_t size;                   /* header.file_size: the bound every offset is checked against */
     uint32_t max_height;
     uint64_t step_limit;             /* more links than any walk of a sane file can follow */
+
+    unsigned char *ctl;              /* the control mapping, ctl_size bytes, read-write; NULL when closed */
+    size_t ctl_size;                 /* 8192 + 64 * slot_count, checked against the file's size */
+    int ctl_fd;                      /* open while ctl != NULL: its OFD lock is the slot's liveness */
+    uint32_t slot_index;
+    struct shmreg_slot *slot;        /* == ctl + 8192 + 64 * slot_index */
+    int plain_epoch;                 /* 1: registered for expedited membarrier, epochs are published
+                                        with relaxed stores; a caller may set it to 0 (never to 1)
+                                        to publish with sequentially consistent stores */
+    int in_section;                  /* between shmreg_read_begin() and shmreg_read_end() */
 };
 
 /* [off, off+len) inside the pool, or NULL. A zero-length span needs no
@@ -401,18 +489,43 @@ static inline const struct shmreg_node *shmreg__node(const struct shmreg_region 
     return n;
 }
 
-static inline int shmreg_close(struct shmreg_region *r)
+/* Reads up to len bytes from the start of fd; returns how many, or -errno.
+ * (read() may return short.) */
+static inline ssize_t shmreg__read_head(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n == 0)
+            break;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* ---- the data file ---- */
+
+static inline int shmreg__unmap_data(struct shmreg_region *r)
 {
     int rc = 0;
 
     if (r->base != NULL && munmap((void *)r->base, (size_t)r->size) != 0)
         rc = -errno;
-    memset(r, 0, sizeof *r);
+    r->base = NULL;
+    r->hdr = NULL;
+    r->head = NULL;
+    r->size = 0;
+    r->max_height = 0;
+    r->step_limit = 0;
     return rc;
 }
 
 /* Checks the header that is mapped at r->base (r->size bytes of it are
- * readable) and fills in the rest of r. */
+ * readable) and fills in the rest of r's data fields. */
 static inline int shmreg__validate(struct shmreg_region *r)
 {
     const struct shmreg_header *h = r->hdr;
@@ -430,10 +543,9 @@ static inline int shmreg__validate(struct shmreg_region *r)
     return 0;
 }
 
-/* Maps the data file at path read-only and checks its header. On success
- * returns 0 and fills *r; on failure returns a negative code and leaves *r
- * zeroed. */
-static inline int shmreg_open(const char *path, struct shmreg_region *r)
+/* Maps the data file at path read-only and checks its header, filling in
+ * r's data fields only. On failure they are left zeroed. */
+static inline int shmreg__map_data(const char *path, struct shmreg_region *r)
 {
     struct shmreg_header h;
     struct stat st;
@@ -441,7 +553,6 @@ static inline int shmreg_open(const char *path, struct shmreg_region *r)
     ssize_t got;
     int fd, rc;
 
-    memset(r, 0, sizeof *r);
     fd = open(path, O_RDONLY | SHMREG__O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -450,21 +561,12 @@ static inline int shmreg_open(const char *path, struct shmreg_region *r)
         goto out;
     }
     memset(&h, 0, sizeof h);
-    got = 0;
-    while (got < (ssize_t)sizeof h) { /* read() may return short */
-        ssize_t n = read(fd, (char *)&h + got, sizeof h - (size_t)got);
-        if (n == 0)
-            break;
-        if (n < 0 && errno != EINTR) {
-            rc = -errno;
-            goto out;
-        }
-        if (n > 0)
-            got += n;
-    }
+    got = shmreg__read_head(fd, &h, sizeof h);
     /* A stray short file is "not shmreg" rather than "cut short"; the header
      * fields are trusted only once magic and version match. */
-    if (got >= SHMREG_MAGIC_SIZE && memcmp(h.magic, SHMREG_MAGIC, SHMREG_MAGIC_SIZE) != 0)
+    if (got < 0)
+        rc = (int)got;
+    else if (got >= SHMREG_MAGIC_SIZE && memcmp(h.magic, SHMREG_MAGIC, SHMREG_MAGIC_SIZE) != 0)
         rc = SHMREG_EMAGIC;
     else if (got < (ssize_t)offsetof(struct shmreg_header, header_size))
         rc = SHMREG_ETRUNCATED;
@@ -489,10 +591,236 @@ static inline int shmreg_open(const char *path, struct shmreg_region *r)
     /* Validate the mapping, not the copy: the copy only chose the size. */
     rc = shmreg__validate(r);
     if (rc != 0)
-        shmreg_close(r);
+        shmreg__unmap_data(r);
 out:
     close(fd);
     return rc;
+}
+
+/* ---- the control file and the reader slot ---- */
+
+/* syscall(2) is declared by <unistd.h> only under _DEFAULT_SOURCE or
+ * _GNU_SOURCE, which a strict -std=c11 build lacks; glibc and musl both
+ * define it with this prototype. */
+extern long syscall(long, ...);
+
+/* Registers this process for MEMBARRIER_CMD_GLOBAL_EXPEDITED, so that
+ * sections may publish their epoch with relaxed stores: before it scans the
+ * slots, the writer runs a full fence on every CPU running a registered
+ * process. Returns 1 if registered, 0 if not (an old kernel, a seccomp
+ * filter, valgrind): then epochs need sequentially consistent stores. The
+ * answer is remembered per translation unit; registering again is harmless. */
+static inline int shmreg__register_membarrier(void)
+{
+    static _Atomic int state; /* 0 = not asked yet, 1 = registered, -1 = refused */
+    int s = atomic_load_explicit(&state, memory_order_relaxed);
+
+    if (s == 0) {
+#if defined(SYS_membarrier)
+        const long need = SHMREG__MEMBARRIER_GLOBAL | SHMREG__MEMBARRIER_GLOBAL_EXPEDITED |
+                          SHMREG__MEMBARRIER_REGISTER_GLOBAL_EXPEDITED;
+        long cmds = syscall(SYS_membarrier, SHMREG__MEMBARRIER_QUERY, 0);
+        s = cmds >= 0 && (cmds & need) == need &&
+                    syscall(SYS_membarrier, SHMREG__MEMBARRIER_REGISTER_GLOBAL_EXPEDITED, 0) == 0
+                ? 1
+                : -1;
+#else
+        s = -1;
+#endif
+        atomic_store_explicit(&state, s, memory_order_relaxed);
+    }
+    return s > 0;
+}
+
+/* The owner word's low half: differs between the claims of one process
+ * (per translation unit), so that no two claims look alike. */
+static inline uint32_t shmreg__nonce(void)
+{
+    static _Atomic uint32_t last;
+    return atomic_fetch_add_explicit(&last, 1, memory_order_relaxed) + 1;
+}
+
+/* F_OFD_GETLK (cmd == SHMREG__F_OFD_GETLK; *type is set to what blocks a
+ * write lock, F_UNLCK if nothing) or F_OFD_SETLK (type F_WRLCK or F_UNLCK,
+ * never waiting) on slot i's liveness byte. Returns 0 or -errno. */
+static inline int shmreg__slot_lock(int fd, uint32_t i, int cmd, short *type)
+{
+    struct flock lk;
+
+    memset(&lk, 0, sizeof lk); /* l_pid must be 0 for OFD locks */
+    lk.l_type = *type;
+    lk.l_whence = SEEK_SET;
+    lk.l_start = (off_t)(SHMREG_CTL_SLOTS_OFFSET + (uint64_t)sizeof(struct shmreg_slot) * i);
+    lk.l_len = 1;
+    if (fcntl(fd, cmd, &lk) != 0)
+        return -errno;
+    *type = lk.l_type;
+    return 0;
+}
+
+static inline struct shmreg_slot *shmreg__slot(const struct shmreg_region *r, uint32_t i)
+{
+    return (struct shmreg_slot *)(void *)(r->ctl + SHMREG_CTL_SLOTS_OFFSET + sizeof(struct shmreg_slot) * i);
+}
+
+/* Claims a slot the way the Go reader does: skip slots whose owner is set
+ * and whose lock some other open file description holds (a live reader);
+ * take the lock of the first other one (free, or left by a dead reader),
+ * then mark it as ours, owner last. */
+static inline int shmreg__claim_slot(struct shmreg_region *r)
+{
+    uint32_t n = (uint32_t)((r->ctl_size - SHMREG_CTL_SLOTS_OFFSET) / sizeof(struct shmreg_slot));
+    uint64_t pid = (uint64_t)getpid();
+
+    for (uint32_t i = 0; i < n; i++) {
+        struct shmreg_slot *s = shmreg__slot(r, i);
+        short type = F_WRLCK;
+
+        if (atomic_load(&s->owner) != 0 &&
+            (shmreg__slot_lock(r->ctl_fd, i, SHMREG__F_OFD_GETLK, &type) != 0 || type != F_UNLCK))
+            continue; /* alive, or cannot tell: never take what may be in use */
+        type = F_WRLCK;
+        if (shmreg__slot_lock(r->ctl_fd, i, SHMREG__F_OFD_SETLK, &type) != 0)
+            continue; /* taken since we looked */
+        atomic_store(&s->epoch, 0);
+        s->pid = (uint32_t)pid;
+        atomic_store(&s->owner, pid << 32 | shmreg__nonce());
+        r->slot_index = i;
+        r->slot = s;
+        return 0;
+    }
+    return SHMREG_ENOSLOTS;
+}
+
+/* Gives the slot back (epoch 0, owner 0, unlock), unmaps the control file
+ * and closes it. */
+static inline int shmreg__close_ctl(struct shmreg_region *r)
+{
+    int rc = 0;
+
+    if (r->ctl == NULL)
+        return 0;
+    if (r->slot != NULL) {
+        short type = F_UNLCK;
+        atomic_store(&r->slot->epoch, 0);
+        atomic_store(&r->slot->owner, 0);
+        rc = shmreg__slot_lock(r->ctl_fd, r->slot_index, SHMREG__F_OFD_SETLK, &type);
+    }
+    if (munmap(r->ctl, r->ctl_size) != 0 && rc == 0)
+        rc = -errno;
+    if (close(r->ctl_fd) != 0 && rc == 0)
+        rc = -errno;
+    r->ctl = NULL;
+    r->ctl_size = 0;
+    r->ctl_fd = 0;
+    r->slot = NULL;
+    r->slot_index = 0;
+    r->in_section = 0;
+    return rc;
+}
+
+/* Opens path.ctl read-write, checks its header (magic, version, and that the
+ * file holds the slots it claims), maps the slots and claims one. On failure
+ * r's control fields are left zeroed. */
+static inline int shmreg__open_ctl(const char *path, struct shmreg_region *r)
+{
+    struct shmreg_ctl c;
+    struct stat st;
+    size_t plen = strlen(path);
+    char *cpath = malloc(plen + sizeof ".ctl");
+    uint64_t need;
+    ssize_t got;
+    void *base;
+    int fd, rc;
+
+    if (cpath == NULL)
+        return -ENOMEM;
+    memcpy(cpath, path, plen);
+    memcpy(cpath + plen, ".ctl", sizeof ".ctl");
+    fd = open(cpath, O_RDWR | SHMREG__O_CLOEXEC);
+    rc = fd < 0 ? -errno : 0;
+    free(cpath);
+    if (fd < 0)
+        return rc;
+    if (SHMREG__O_CLOEXEC == 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    memset(&c, 0, sizeof c);
+    got = shmreg__read_head(fd, &c, sizeof c);
+    /* slot_count comes from a file every reader may write: believe only as
+     * many slots as the file really holds, and keep our own copy of the
+     * bound (ctl_size) rather than reading the count again. */
+    need = SHMREG_CTL_SLOTS_OFFSET + (uint64_t)sizeof(struct shmreg_slot) * c.slot_count;
+    if (got < 0)
+        rc = (int)got;
+    else if (got >= SHMREG_MAGIC_SIZE && memcmp(c.magic, SHMREG_CTL_MAGIC, SHMREG_MAGIC_SIZE) != 0)
+        rc = SHMREG_EMAGIC;
+    else if (got < (ssize_t)offsetof(struct shmreg_ctl, slot_count))
+        rc = SHMREG_ETRUNCATED;
+    else if (c.version != SHMREG_LAYOUT_VERSION)
+        rc = SHMREG_EVERSION;
+    else if (got < (ssize_t)sizeof c || st.st_size < 0 || (uint64_t)st.st_size < need)
+        rc = SHMREG_ETRUNCATED;
+    else if (c.slot_count == 0)
+        rc = SHMREG_ENOSLOTS;
+    else
+        rc = 0;
+    if (rc != 0)
+        goto fail;
+    base = mmap(NULL, (size_t)need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        rc = -errno;
+        goto fail;
+    }
+    r->ctl = base;
+    r->ctl_size = (size_t)need;
+    r->ctl_fd = fd;
+    rc = shmreg__claim_slot(r);
+    if (rc != 0)
+        shmreg__close_ctl(r);
+    return rc;
+fail:
+    close(fd);
+    return rc;
+}
+
+/* ---- opening and closing ---- */
+
+/* Gives the reader slot back and unmaps both files. r must not be in a
+ * read section on another thread. Closing a zeroed or closed struct does
+ * nothing. */
+static inline int shmreg_close(struct shmreg_region *r)
+{
+    int rc = shmreg__close_ctl(r);
+    int drc = shmreg__unmap_data(r);
+
+    memset(r, 0, sizeof *r);
+    return rc != 0 ? rc : drc;
+}
+
+/* Maps the data file at path read-only and checks its header, then opens
+ * path.ctl and claims a reader slot in it. On success returns 0 and fills
+ * *r; on failure returns a negative code (SHMREG_ENOSLOTS if every slot is
+ * held by a live reader) and leaves *r zeroed. */
+static inline int shmreg_open(const char *path, struct shmreg_region *r)
+{
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    rc = shmreg__map_data(path, r);
+    if (rc == 0)
+        rc = shmreg__open_ctl(path, r);
+    if (rc != 0) {
+        shmreg_close(r);
+        return rc;
+    }
+    r->plain_epoch = shmreg__register_membarrier();
+    return 0;
 }
 
 static inline int shmreg__superseded(const struct shmreg_region *r)
@@ -500,28 +828,101 @@ static inline int shmreg__superseded(const struct shmreg_region *r)
     return (atomic_load_explicit(&r->hdr->state, memory_order_acquire) & SHMREG_STATE_SUPERSEDED) != 0;
 }
 
-/* If the file r maps has been replaced at path, maps the new one in its
- * place. Returns 1 if it reopened, 0 if r was current, or a negative code (r
- * then still maps the old file, which stays readable). Not thread-safe. */
+/* If the data file r maps has been replaced at path, maps the new one in its
+ * place, keeping the control file and the slot (the writer replaces only the
+ * data file). Returns 1 if it reopened, 0 if r was current, -EBUSY inside a
+ * read section (end it first: it may be reading the old mapping), or a
+ * negative code (r then still maps the old file, which stays readable). */
 static inline int shmreg_reopen_if_superseded(struct shmreg_region *r, const char *path)
 {
     struct shmreg_region fresh;
     int rc;
 
+    if (r->in_section)
+        return -EBUSY;
     if (!shmreg__superseded(r))
         return 0;
-    rc = shmreg_open(path, &fresh);
+    memset(&fresh, 0, sizeof fresh);
+    rc = shmreg__map_data(path, &fresh);
     if (rc != 0)
         return rc;
-    shmreg_close(r);
-    *r = fresh;
+    shmreg__unmap_data(r);
+    r->base = fresh.base;
+    r->hdr = fresh.hdr;
+    r->head = fresh.head;
+    r->size = fresh.size;
+    r->max_height = fresh.max_height;
+    r->step_limit = fresh.step_limit;
     return 1;
 }
 
-/* The generation (commit count) the writer last published. */
+/* The generation (commit count) the writer last published. Needs no
+ * section: the header is never reused. */
 static inline uint64_t shmreg_generation(const struct shmreg_region *r)
 {
     return atomic_load_explicit(&r->hdr->generation, memory_order_acquire);
+}
+
+/* ---- read sections ---------------------------------------------------- */
+
+/* Begins a read section: publishes the current generation as this slot's
+ * epoch, so that the writer reuses nothing the section can reach until
+ * shmreg_read_end(). Returns 0, or SHMREG_ESECTION if r is closed or
+ * already in a section (sections do not nest).
+ *
+ * The epoch store must be ordered before the generation is loaded again
+ * (a store-load order, which needs a full fence even on x86-64): otherwise
+ * the writer's slot scan could miss the epoch while this section reads
+ * blocks the writer retired just before. A registered process gets that
+ * fence from the writer's membarrier, and only has to keep the compiler
+ * from moving the store (atomic_signal_fence); an unregistered one stores
+ * with seq_cst. If the generation moved meanwhile, publish the new one and
+ * check again, so the epoch is one the writer has really published. */
+static inline int shmreg_read_begin(struct shmreg_region *r)
+{
+    uint64_t g, again;
+
+    if (r->slot == NULL || r->in_section)
+        return SHMREG_ESECTION;
+    g = atomic_load_explicit(&r->hdr->generation, memory_order_acquire);
+    for (;;) {
+        if (r->plain_epoch) {
+            atomic_store_explicit(&r->slot->epoch, g, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+        } else {
+            atomic_store_explicit(&r->slot->epoch, g, memory_order_seq_cst);
+        }
+        again = atomic_load_explicit(&r->hdr->generation, memory_order_seq_cst);
+        if (again == g)
+            break;
+        g = again;
+    }
+    r->in_section = 1;
+    return 0;
+}
+
+/* Ends the read section and sets the slot idle (0), so that an open reader
+ * that is not reading holds nothing back. Returns 0; SHMREG_EEVICTED if
+ * the writer forced the slot meanwhile (the section outlived the read lease
+ * and what it read may have been reused: discard it); SHMREG_ESECTION if r
+ * was not in a section.
+ *
+ * The acquire fence keeps every load of the section before the load of the
+ * epoch (as a seqlock reader does), and the release store keeps them before
+ * the 0 the writer will see. A mark the writer sets between that load and
+ * the store is lost harmlessly: the section's loads were complete before
+ * the load that saw no mark, hence before the writer's mark and any reuse. */
+static inline int shmreg_read_end(struct shmreg_region *r)
+{
+    uint64_t e;
+
+    if (!r->in_section)
+        return SHMREG_ESECTION;
+    atomic_thread_fence(memory_order_acquire);
+    e = atomic_load_explicit(&r->slot->epoch, memory_order_relaxed);
+    atomic_store_explicit(&r->slot->epoch, 0, memory_order_release);
+    r->in_section = 0;
+    return (e & SHMREG_EPOCH_FORCED) != 0 ? SHMREG_EEVICTED : 0;
 }
 
 static inline const char *shmreg_strerror(int rc)
@@ -529,11 +930,14 @@ static inline const char *shmreg_strerror(int rc)
     switch (rc) {
     case 0: return "success";
     case SHMREG_ENOTFOUND: return "shmreg: not found";
-    case SHMREG_EMAGIC: return "shmreg: not a region data file (bad magic)";
+    case SHMREG_EMAGIC: return "shmreg: not a region file (bad magic)";
     case SHMREG_EVERSION: return "shmreg: unknown layout version";
     case SHMREG_ETRUNCATED: return "shmreg: file shorter than its header says";
     case SHMREG_ECORRUPT: return "shmreg: corrupt region";
     case SHMREG_ESUPERSEDED: return "shmreg: region superseded, reopen it";
+    case SHMREG_EEVICTED: return "shmreg: read section outlived its lease and was evicted; read again";
+    case SHMREG_ENOSLOTS: return "shmreg: every reader slot is held by a live reader";
+    case SHMREG_ESECTION: return "shmreg: not inside a read section (or a nested shmreg_read_begin)";
     default: return rc < 0 ? strerror(-rc) : "shmreg: unknown code";
     }
 }
@@ -623,9 +1027,20 @@ static inline int shmreg__walk(const struct shmreg_region *r, uint64_t off, cons
     return SHMREG_ENOTFOUND;
 }
 
-/* Looks key up through the skiplist alone: O(log n). Returns 0 and the value
- * (valid while the region stays mapped; see the top of this file),
- * SHMREG_ENOTFOUND, SHMREG_ESUPERSEDED or SHMREG_ECORRUPT. */
+/* Lookups and iteration run inside a read section: SHMREG_ESECTION
+ * outside one, SHMREG_ESUPERSEDED once the file was replaced. */
+static inline int shmreg__check(const struct shmreg_region *r)
+{
+    if (!r->in_section)
+        return SHMREG_ESECTION;
+    if (shmreg__superseded(r))
+        return SHMREG_ESUPERSEDED;
+    return 0;
+}
+
+/* Looks key up through the skiplist alone: O(log n). Call it inside a read
+ * section. Returns 0 and the value (valid until the section ends),
+ * SHMREG_ENOTFOUND, SHMREG_ESUPERSEDED, SHMREG_ESECTION or SHMREG_ECORRUPT. */
 static inline int shmreg_get_skiplist(const struct shmreg_region *r, const void *key, size_t klen,
                                       const void **val, size_t *vlen)
 {
@@ -635,8 +1050,8 @@ static inline int shmreg_get_skiplist(const struct shmreg_region *r, const void 
     uint64_t off, steps = r->step_limit;
     int rc;
 
-    if (shmreg__superseded(r))
-        return SHMREG_ESUPERSEDED;
+    if ((rc = shmreg__check(r)) != 0)
+        return rc;
     rc = shmreg__seek(r, key, klen, &off);
     if (rc != 0)
         return rc;
@@ -647,16 +1062,18 @@ static inline int shmreg_get_skiplist(const struct shmreg_region *r, const void 
     return rc == 0 && kl != klen ? SHMREG_ENOTFOUND : rc;
 }
 
-/* Looks key up through the index: O(1). Same results as
- * shmreg_get_skiplist(), which it falls back to if no index is published. */
+/* Looks key up through the index: O(1). Call it inside a read section. Same
+ * results as shmreg_get_skiplist(), which it falls back to if no index is
+ * published. */
 static inline int shmreg_get(const struct shmreg_region *r, const void *key, size_t klen,
                              const void **val, size_t *vlen)
 {
     const struct shmreg_index *t;
     uint64_t off, cap, hash, i;
+    int rc;
 
-    if (shmreg__superseded(r))
-        return SHMREG_ESUPERSEDED;
+    if ((rc = shmreg__check(r)) != 0)
+        return rc;
     off = atomic_load_explicit(&r->hdr->index, memory_order_acquire);
     if (off == 0)
         return shmreg_get_skiplist(r, key, klen, val, vlen);
@@ -675,7 +1092,6 @@ static inline int shmreg_get(const struct shmreg_region *r, const void *key, siz
         const struct shmreg_node *n;
         const unsigned char *k;
         size_t kl;
-        int rc;
 
         if (s == SHMREG_INDEX_EMPTY)
             return SHMREG_ENOTFOUND;
@@ -695,17 +1111,53 @@ static inline int shmreg_get(const struct shmreg_region *r, const void *key, siz
     return SHMREG_ECORRUPT;
 }
 
+/* The one-shot lookup: looks key up (through the index) and copies its value
+ * into buf, which holds cap bytes. Outside a section it begins and ends one
+ * of its own; inside one it leaves ending it to the caller. Returns 0 with
+ * *vlen = the value's length; -ERANGE if the value needs more than cap bytes
+ * (*vlen says how many; nothing is copied); SHMREG_EEVICTED if its own
+ * section was evicted (buf holds nothing usable: call again); or what
+ * shmreg_get() returns. *vlen is 0 after any return but 0 and -ERANGE. */
+static inline int shmreg_get_copy(struct shmreg_region *r, const void *key, size_t klen,
+                                  void *buf, size_t cap, size_t *vlen)
+{
+    int own = !r->in_section, rc, erc;
+    const void *v;
+    size_t n;
+
+    *vlen = 0;
+    if (own && (rc = shmreg_read_begin(r)) != 0)
+        return rc;
+    rc = shmreg_get(r, key, klen, &v, &n);
+    if (rc == 0) {
+        *vlen = n;
+        if (n > cap)
+            rc = -ERANGE;
+        else if (n > 0)
+            memcpy(buf, v, n);
+    }
+    if (own && (erc = shmreg_read_end(r)) != 0)
+        rc = erc;
+    return rc;
+}
+
 /* ---- iteration ----------------------------------------------------------- */
 
-/* An in-order walk of the live entries on level 0. key/val point into the
- * mapping (see the top of this file for how long they stay valid). A walk
- * that races the writer yields keys in strictly increasing order, each at
- * most once, and every key that stayed live throughout it; keys inserted or
- * deleted meanwhile may or may not appear.
+/* An in-order walk of the live entries on level 0, inside one read section.
+ * key/val point into the mapping and are valid until the section ends; a
+ * walk cannot be continued in a later section (its node may have been
+ * reused in between): seek again, after the last key you copied. A walk that
+ * races the writer yields keys in strictly increasing order, each at most
+ * once, and every key that stayed live throughout it; keys inserted or
+ * deleted meanwhile may or may not appear. A long walk makes a long section:
+ * past the writer's read lease it ends in SHMREG_EEVICTED.
  *
  *     struct shmreg_iter it;
- *     for (rc = shmreg_iter_seek(&r, &it, "svc/", 4); rc == 0; rc = shmreg_iter_next(&it))
- *         use(it.key, it.klen, it.val, it.vlen);
+ *     if ((rc = shmreg_read_begin(&r)) == 0) {
+ *         for (rc = shmreg_iter_seek(&r, &it, "svc/", 4); rc == 0; rc = shmreg_iter_next(&it))
+ *             use(it.key, it.klen, it.val, it.vlen);
+ *         erc = shmreg_read_end(&r);     SHMREG_EEVICTED: discard what use() saw
+ *     }
  *     if (rc != SHMREG_ENOTFOUND)
  *         fail(shmreg_strerror(rc));
  */
@@ -740,8 +1192,8 @@ static inline int shmreg_iter_seek(const struct shmreg_region *r, struct shmreg_
     it->prefix = plen > 0 ? prefix : "";
     it->plen = plen;
     it->steps = r->step_limit;
-    if (shmreg__superseded(r))
-        return it->err = SHMREG_ESUPERSEDED;
+    if ((it->err = shmreg__check(r)) != 0)
+        return it->err;
     it->err = shmreg__seek(r, it->prefix, plen, &off);
     return it->err != 0 ? it->err : shmreg__iter_walk(it, off);
 }
@@ -756,6 +1208,8 @@ static inline int shmreg_iter_next(struct shmreg_iter *it)
 {
     if (it->err != 0)
         return it->err;
+    if (!it->r->in_section)
+        return it->err = SHMREG_ESECTION;
     return shmreg__iter_walk(it, atomic_load_explicit(&it->node->next[0], memory_order_acquire));
 }
 

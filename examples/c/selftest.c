@@ -1,10 +1,16 @@
 /*
  * selftest - writes small regions by hand, following docs/LAYOUT.md, and
  * reads them back through shmreg.h: a good one, the in-between states the
- * publication order allows, and corrupt ones that must fail cleanly.
+ * publication order allows, and corrupt ones that must fail cleanly; and the
+ * reader-slot protocol: claiming and releasing slots, read sections, a slot
+ * forced by the writer, control files that must be refused.
  *
  *   selftest              run every check; exit 0 if all pass
- *   selftest --write PATH write the good sample region to PATH (for `make test`)
+ *   selftest --write PATH write the good sample region to PATH and its control
+ *                         file to PATH.ctl (for `make test`)
+ *
+ * It asks for POSIX.1-2008 only, not _GNU_SOURCE, so that the header is
+ * built the way a strict program would build it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -183,6 +189,41 @@ static void write_file(const char *path, const void *p, size_t len)
     }
 }
 
+/* ---- control files ------------------------------------------------------ */
+
+#define CTL_SLOTS 4
+#define CTL_SIZE (SHMREG_CTL_SLOTS_OFFSET + CTL_SLOTS * sizeof(struct shmreg_slot))
+
+/* A control file as a writer creates it: the header, the lock area (left
+ * zero: this reader never touches it) and CTL_SLOTS free slots. */
+static union {
+    unsigned char bytes[CTL_SIZE];
+    uint64_t align;
+} ctl_image;
+
+static struct shmreg_ctl *ctl_header(void) { return (void *)ctl_image.bytes; }
+
+static void build_ctl(void)
+{
+    struct shmreg_ctl *c = ctl_header();
+
+    memset(&ctl_image, 0, sizeof ctl_image);
+    memcpy(c->magic, SHMREG_CTL_MAGIC, SHMREG_MAGIC_SIZE);
+    c->version = SHMREG_LAYOUT_VERSION;
+    c->slot_count = CTL_SLOTS;
+    c->file_size = CTL_SIZE;
+}
+
+static void ctl_path(char *out, size_t cap, const char *path) { snprintf(out, cap, "%s.ctl", path); }
+
+static void write_ctl(const char *path, const void *p, size_t len)
+{
+    char cpath[4200];
+
+    ctl_path(cpath, sizeof cpath, path);
+    write_file(cpath, p, len);
+}
+
 /* ---- checks ------------------------------------------------------------- */
 
 static int failures;
@@ -263,6 +304,8 @@ static void check_good(const char *path)
     CHECK(rc == 0, "open good region: %s", shmreg_strerror(rc));
     if (rc != 0)
         return;
+    rc = shmreg_read_begin(&r);
+    CHECK(rc == 0, "begin: %s", shmreg_strerror(rc));
     for (size_t i = 0; i < NSAMPLES; i++) {
         size_t vlen;
         const char *v = sample_val(i, &vlen);
@@ -281,13 +324,15 @@ static void check_good(const char *path)
     check_scan(&r, "svc/");
     check_scan(&r, "q");
     check_scan(&r, "zzz");
+    rc = shmreg_read_end(&r);
+    CHECK(rc == 0, "end: %s", shmreg_strerror(rc));
     CHECK(shmreg_generation(&r) == 1, "generation");
     shmreg_close(&r);
 }
 
-/* Runs every read operation over the region; returns the first code that is
- * neither success nor not-found. */
-static int exercise(const struct shmreg_region *r)
+/* Runs every read operation over the region, in one read section; returns
+ * the first code that is neither success nor not-found. */
+static int exercise_section(const struct shmreg_region *r)
 {
     struct shmreg_iter it;
     const char *extra[] = {"", "c", "zz", "zzzz"};
@@ -307,6 +352,17 @@ static int exercise(const struct shmreg_region *r)
             return rc;
     }
     return 0;
+}
+
+static int exercise(struct shmreg_region *r)
+{
+    int rc = shmreg_read_begin(r), erc;
+
+    if (rc != 0)
+        return rc;
+    rc = exercise_section(r);
+    erc = shmreg_read_end(r);
+    return rc != 0 ? rc : erc;
 }
 
 /* ---- corrupt variants --------------------------------------------------- */
@@ -471,14 +527,313 @@ static void check_superseded(const char *path, struct built *b)
               write(old, &superseded, 8) == 8, "mark the old file superseded");
     close(old);
 
+    CHECK(shmreg_read_begin(&r) == 0, "begin");
     CHECK(shmreg_get(&r, "a", 1, &v, &vl) == SHMREG_ESUPERSEDED, "get on a superseded region");
     CHECK(shmreg_get_skiplist(&r, "a", 1, &v, &vl) == SHMREG_ESUPERSEDED, "get_skiplist on a superseded region");
     CHECK(shmreg_iter_first(&r, &it) == SHMREG_ESUPERSEDED, "iterating a superseded region");
-    rc = shmreg_reopen_if_superseded(&r, path);
-    CHECK(rc == 1, "reopen: %s", shmreg_strerror(rc));
+    /* The section may be reading the old mapping: no reopen under it. */
+    CHECK(shmreg_reopen_if_superseded(&r, path) == -EBUSY, "reopen inside a section");
+    CHECK(shmreg_read_end(&r) == 0, "end");
+    {
+        /* The control file is not replaced, so the slot is kept. */
+        const unsigned char *ctl = r.ctl;
+        struct shmreg_slot *slot = r.slot;
+        uint64_t owner = atomic_load(&slot->owner);
+
+        rc = shmreg_reopen_if_superseded(&r, path);
+        CHECK(rc == 1, "reopen: %s", shmreg_strerror(rc));
+        CHECK(r.ctl == ctl && r.slot == slot && atomic_load(&slot->owner) == owner,
+              "reopen must keep the control mapping and the slot");
+    }
+    CHECK(shmreg_read_begin(&r) == 0, "begin after reopen");
     rc = shmreg_get(&r, "a", 1, &v, &vl);
     CHECK(rc == 0 && same(v, vl, "new", 3), "get after reopen: %s", shmreg_strerror(rc));
+    CHECK(shmreg_read_end(&r) == 0, "end after reopen");
     shmreg_close(&r);
+}
+
+/* ---- reader slots and read sections ------------------------------------- */
+
+/* A second view of the control file, as the writer has it: the slots, and a
+ * descriptor of its own for F_OFD_GETLK (locks of one open file description
+ * never conflict with each other, so the reader's own would not see them). */
+struct ctl_view {
+    int fd;
+    unsigned char *mem;
+};
+
+static int ctl_view_open(const char *path, struct ctl_view *cv)
+{
+    char cpath[4200];
+
+    ctl_path(cpath, sizeof cpath, path);
+    cv->fd = open(cpath, O_RDWR);
+    if (cv->fd < 0)
+        return -1;
+    cv->mem = mmap(NULL, CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cv->fd, 0);
+    if (cv->mem == MAP_FAILED) {
+        close(cv->fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void ctl_view_close(struct ctl_view *cv)
+{
+    munmap(cv->mem, CTL_SIZE);
+    close(cv->fd);
+}
+
+static struct shmreg_slot *view_slot(struct ctl_view *cv, unsigned i)
+{
+    return (void *)(cv->mem + SHMREG_CTL_SLOTS_OFFSET + sizeof(struct shmreg_slot) * i);
+}
+
+/* Whether some other open file description holds slot i's liveness lock,
+ * as the writer asks. */
+static int slot_locked(struct ctl_view *cv, unsigned i)
+{
+    struct flock lk;
+
+    memset(&lk, 0, sizeof lk);
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    lk.l_start = (off_t)(SHMREG_CTL_SLOTS_OFFSET + sizeof(struct shmreg_slot) * i);
+    lk.l_len = 1;
+    if (fcntl(cv->fd, SHMREG__F_OFD_GETLK, &lk) != 0)
+        return -1;
+    return lk.l_type != F_UNLCK;
+}
+
+/* Takes slot i's lock from the view's descriptor, as a racing reader that
+ * has not yet written its owner word would hold it. */
+static int slot_lock(struct ctl_view *cv, unsigned i, short type)
+{
+    struct flock lk;
+
+    memset(&lk, 0, sizeof lk);
+    lk.l_type = type;
+    lk.l_whence = SEEK_SET;
+    lk.l_start = (off_t)(SHMREG_CTL_SLOTS_OFFSET + sizeof(struct shmreg_slot) * i);
+    lk.l_len = 1;
+    return fcntl(cv->fd, SHMREG__F_OFD_SETLK, &lk);
+}
+
+static void check_slots(const char *path, struct built *b)
+{
+    struct shmreg_region r[CTL_SLOTS + 1];
+    struct ctl_view cv;
+    uint64_t pid = (uint64_t)getpid();
+    int rc;
+
+    build(b);
+    write_file(path, b->mem.bytes, REGION_SIZE);
+    build_ctl();
+    write_ctl(path, ctl_image.bytes, CTL_SIZE);
+    if (ctl_view_open(path, &cv) != 0) {
+        CHECK(0, "slots: map the control file");
+        return;
+    }
+
+    /* A claim: lock, epoch 0, pid, owner = pid << 32 | nonce. */
+    rc = shmreg_open(path, &r[0]);
+    CHECK(rc == 0 && r[0].slot_index == 0, "first open takes slot 0: %s", shmreg_strerror(rc));
+    CHECK(atomic_load(&view_slot(&cv, 0)->owner) >> 32 == pid && (uint32_t)atomic_load(&view_slot(&cv, 0)->owner) != 0,
+          "slot 0 owner is pid << 32 | nonce: %llx", (unsigned long long)atomic_load(&view_slot(&cv, 0)->owner));
+    CHECK(view_slot(&cv, 0)->pid == pid, "slot 0 pid");
+    CHECK(atomic_load(&view_slot(&cv, 0)->epoch) == 0, "an open reader that is not reading holds epoch 0");
+    CHECK(slot_locked(&cv, 0) == 1, "slot 0's liveness byte must be locked");
+    CHECK(slot_locked(&cv, 1) == 0, "slot 1's liveness byte must be free");
+
+    /* A live owner's slot is skipped; so is one whose lock is held by a
+     * reader that has not written its owner yet. */
+    CHECK(slot_lock(&cv, 1, F_WRLCK) == 0, "lock slot 1 from the view");
+    rc = shmreg_open(path, &r[1]);
+    CHECK(rc == 0 && r[1].slot_index == 2, "second open skips live slots 0 and 1: %s, slot %u", shmreg_strerror(rc),
+          r[1].slot_index);
+    CHECK(atomic_load(&view_slot(&cv, 1)->owner) == 0, "a locked slot is left alone");
+    CHECK(slot_lock(&cv, 1, F_UNLCK) == 0, "unlock slot 1 from the view");
+    CHECK(atomic_load(&view_slot(&cv, 0)->owner) != atomic_load(&view_slot(&cv, 2)->owner),
+          "two claims of one process have different owner words");
+
+    /* A slot whose owner died (owner set, nobody holds the lock) is taken. */
+    atomic_store(&view_slot(&cv, 1)->owner, UINT64_C(0xdead) << 32 | 7);
+    atomic_store(&view_slot(&cv, 1)->epoch, 3);
+    rc = shmreg_open(path, &r[2]);
+    CHECK(rc == 0 && r[2].slot_index == 1, "a dead reader's slot is claimed: %s, slot %u", shmreg_strerror(rc),
+          r[2].slot_index);
+    CHECK(atomic_load(&view_slot(&cv, 1)->owner) >> 32 == pid && atomic_load(&view_slot(&cv, 1)->epoch) == 0,
+          "a reclaimed slot gets our owner and epoch 0");
+
+    /* Every slot held: refused. */
+    rc = shmreg_open(path, &r[3]);
+    CHECK(rc == 0 && r[3].slot_index == 3, "fourth open: %s", shmreg_strerror(rc));
+    rc = shmreg_open(path, &r[4]);
+    CHECK(rc == SHMREG_ENOSLOTS, "open with every slot live = %s, want %s", shmreg_strerror(rc),
+          shmreg_strerror(SHMREG_ENOSLOTS));
+    CHECK(r[4].ctl == NULL && r[4].base == NULL, "a failed open leaves the struct zeroed");
+
+    /* A release: epoch 0, owner 0, lock dropped; the slot is free again. */
+    CHECK(shmreg_read_begin(&r[0]) == 0, "begin before close");
+    CHECK(shmreg_close(&r[0]) == 0, "close");
+    CHECK(atomic_load(&view_slot(&cv, 0)->owner) == 0 && atomic_load(&view_slot(&cv, 0)->epoch) == 0,
+          "close clears owner and epoch");
+    CHECK(slot_locked(&cv, 0) == 0, "close drops the slot's lock");
+    CHECK(shmreg_close(&r[0]) == 0, "closing twice is harmless");
+    rc = shmreg_open(path, &r[4]);
+    CHECK(rc == 0 && r[4].slot_index == 0, "a released slot is claimed again: %s", shmreg_strerror(rc));
+    for (int i = 1; i < CTL_SLOTS + 1; i++)
+        shmreg_close(&r[i]);
+    for (unsigned i = 0; i < CTL_SLOTS; i++)
+        CHECK(atomic_load(&view_slot(&cv, i)->owner) == 0 && slot_locked(&cv, i) == 0, "slot %u left held", i);
+    ctl_view_close(&cv);
+}
+
+static void check_sections(const char *path, struct built *b)
+{
+    struct shmreg_region r;
+    struct shmreg_iter it;
+    struct ctl_view cv;
+    struct shmreg_slot *slot;
+    char buf[8];
+    const void *v;
+    size_t vl;
+    int rc;
+
+    build(b);
+    atomic_store(&hdr(b)->generation, 42);
+    write_file(path, b->mem.bytes, REGION_SIZE);
+    build_ctl();
+    write_ctl(path, ctl_image.bytes, CTL_SIZE);
+    if (ctl_view_open(path, &cv) != 0 || shmreg_open(path, &r) != 0) {
+        CHECK(0, "sections: open");
+        return;
+    }
+    slot = view_slot(&cv, r.slot_index);
+
+    /* Lookups outside a section are refused, not silently unprotected. */
+    CHECK(shmreg_get(&r, "a", 1, &v, &vl) == SHMREG_ESECTION, "get outside a section");
+    CHECK(shmreg_get_skiplist(&r, "a", 1, &v, &vl) == SHMREG_ESECTION, "get_skiplist outside a section");
+    CHECK(shmreg_iter_first(&r, &it) == SHMREG_ESECTION, "iterating outside a section");
+    CHECK(shmreg_read_end(&r) == SHMREG_ESECTION, "end without begin");
+
+    /* begin publishes the generation; end sets the slot idle. Both ways of
+     * publishing: relaxed under membarrier, or seq_cst without it. */
+    for (int plain = 0; plain < 2; plain++) {
+        int was = r.plain_epoch;
+
+        if (plain == 0)
+            r.plain_epoch = 0;
+        rc = shmreg_read_begin(&r);
+        CHECK(rc == 0 && atomic_load(&slot->epoch) == 42, "begin (plain_epoch %d) publishes the generation: %s, %llu",
+              r.plain_epoch, shmreg_strerror(rc), (unsigned long long)atomic_load(&slot->epoch));
+        CHECK(shmreg_read_begin(&r) == SHMREG_ESECTION, "sections do not nest");
+        rc = shmreg_get(&r, "b", 1, &v, &vl);
+        CHECK(rc == 0 && same(v, vl, "two", 3), "get inside a section: %s", shmreg_strerror(rc));
+        rc = shmreg_read_end(&r);
+        CHECK(rc == 0 && atomic_load(&slot->epoch) == 0, "end returns the slot to 0: %s", shmreg_strerror(rc));
+        r.plain_epoch = was;
+    }
+
+    /* The writer forces a section that outlived the lease: end reports it,
+     * the slot goes idle, and the next section works. */
+    CHECK(shmreg_read_begin(&r) == 0, "begin before forcing");
+    {
+        uint64_t e = 42;
+        CHECK(atomic_compare_exchange_strong(&slot->epoch, &e, SHMREG_EPOCH_FORCED | 43), "force the slot");
+    }
+    rc = shmreg_read_end(&r);
+    CHECK(rc == SHMREG_EEVICTED, "end of a forced section = %s, want %s", shmreg_strerror(rc),
+          shmreg_strerror(SHMREG_EEVICTED));
+    CHECK(atomic_load(&slot->epoch) == 0, "an evicted section still leaves its slot idle");
+    CHECK(shmreg_read_begin(&r) == 0 && shmreg_read_end(&r) == 0, "a section after an eviction");
+
+    /* The one-shot copy: its own section outside one, none inside one. */
+    rc = shmreg_get_copy(&r, "b", 1, buf, sizeof buf, &vl);
+    CHECK(rc == 0 && same(buf, vl, "two", 3), "get_copy: %s", shmreg_strerror(rc));
+    CHECK(atomic_load(&slot->epoch) == 0, "get_copy ends its section");
+    vl = 0;
+    rc = shmreg_get_copy(&r, "z", 1, buf, sizeof buf, &vl);
+    CHECK(rc == -ERANGE && vl == sizeof zval, "get_copy into a short buffer = %s, %zu", shmreg_strerror(rc), vl);
+    rc = shmreg_get_copy(&r, "gone", 4, buf, sizeof buf, &vl);
+    CHECK(rc == SHMREG_ENOTFOUND, "get_copy of a deleted key: %s", shmreg_strerror(rc));
+    rc = shmreg_get_copy(&r, "empty", 5, NULL, 0, &vl);
+    CHECK(rc == 0 && vl == 0, "get_copy of an empty value: %s", shmreg_strerror(rc));
+    CHECK(shmreg_read_begin(&r) == 0, "begin around get_copy");
+    rc = shmreg_get_copy(&r, "a", 1, buf, sizeof buf, &vl);
+    CHECK(rc == 0 && same(buf, vl, "1", 1) && r.in_section && atomic_load(&slot->epoch) == 42,
+          "get_copy inside a section leaves it open: %s", shmreg_strerror(rc));
+    {
+        uint64_t e = 42;
+        CHECK(atomic_compare_exchange_strong(&slot->epoch, &e, SHMREG_EPOCH_FORCED | 43), "force the slot");
+    }
+    CHECK(shmreg_read_end(&r) == SHMREG_EEVICTED, "the caller's end reports the eviction");
+    CHECK(shmreg_read_begin(&r) == 0, "begin, then close inside the section");
+    shmreg_close(&r);
+    CHECK(atomic_load(&slot->owner) == 0 && atomic_load(&slot->epoch) == 0, "close inside a section releases the slot");
+    ctl_view_close(&cv);
+}
+
+/* Control files that must be refused, next to a good data file. */
+static void ctl_bad_magic(void) { ctl_header()->magic[6] = 'D'; }
+static void ctl_version_2(void) { ctl_header()->version = 2; }
+static void ctl_too_many_slots(void) { ctl_header()->slot_count = CTL_SLOTS + 1; }
+static void ctl_huge_slot_count(void) { ctl_header()->slot_count = UINT32_MAX; }
+static void ctl_no_slots(void) { ctl_header()->slot_count = 0; }
+static void ctl_zeroed(void) { memset(&ctl_image, 0, sizeof ctl_image); }
+
+static const struct ctl_case {
+    const char *name;
+    size_t len; /* bytes of the image written */
+    void (*mutate)(void);
+    int want;
+} ctl_cases[] = {
+    {"good", CTL_SIZE, NULL, 0},
+    {"bad magic", CTL_SIZE, ctl_bad_magic, SHMREG_EMAGIC},
+    {"zeroed", CTL_SIZE, ctl_zeroed, SHMREG_EMAGIC},
+    {"version 2", CTL_SIZE, ctl_version_2, SHMREG_EVERSION},
+    {"more slots than the file holds", CTL_SIZE, ctl_too_many_slots, SHMREG_ETRUNCATED},
+    {"slot count 2^32-1", CTL_SIZE, ctl_huge_slot_count, SHMREG_ETRUNCATED},
+    {"no slots", CTL_SIZE, ctl_no_slots, SHMREG_ENOSLOTS},
+    {"cut inside the last slot", CTL_SIZE - 1, NULL, SHMREG_ETRUNCATED},
+    {"header only", SHMREG_CTL_LOCK_OFFSET, NULL, SHMREG_ETRUNCATED},
+    {"cut inside the header", 100, NULL, SHMREG_ETRUNCATED},
+    {"5 bytes", 5, NULL, SHMREG_ETRUNCATED},
+    {"empty", 0, NULL, SHMREG_ETRUNCATED},
+};
+
+static void check_ctl_files(const char *path, struct built *b)
+{
+    struct shmreg_region r;
+    char cpath[4200];
+    int rc;
+
+    build(b);
+    write_file(path, b->mem.bytes, REGION_SIZE);
+    for (size_t i = 0; i < sizeof ctl_cases / sizeof ctl_cases[0]; i++) {
+        const struct ctl_case *c = &ctl_cases[i];
+
+        build_ctl();
+        if (c->mutate != NULL)
+            c->mutate();
+        write_ctl(path, ctl_image.bytes, c->len);
+        rc = shmreg_open(path, &r);
+        CHECK(rc == c->want, "control file %s: open = %s, want %s", c->name, shmreg_strerror(rc),
+              shmreg_strerror(c->want));
+        if (rc == 0)
+            shmreg_close(&r);
+        else
+            CHECK(r.ctl == NULL && r.base == NULL, "control file %s: a failed open leaves the struct zeroed", c->name);
+    }
+    write_ctl(path, "hello, world\n", 13);
+    rc = shmreg_open(path, &r);
+    CHECK(rc == SHMREG_EMAGIC, "a text file as control file: %s", shmreg_strerror(rc));
+    ctl_path(cpath, sizeof cpath, path);
+    unlink(cpath);
+    rc = shmreg_open(path, &r);
+    CHECK(rc == -ENOENT, "no control file: %s", shmreg_strerror(rc));
+    build_ctl();
+    write_ctl(path, ctl_image.bytes, CTL_SIZE);
 }
 
 static void check_hash(void)
@@ -506,6 +861,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--write") == 0) {
         build(&b);
         write_file(argv[2], b.mem.bytes, REGION_SIZE);
+        build_ctl();
+        write_ctl(argv[2], ctl_image.bytes, CTL_SIZE);
         return 0;
     }
     if (argc != 1) {
@@ -521,7 +878,12 @@ int main(int argc, char **argv)
     check_hash();
     build(&b);
     write_file(path, b.mem.bytes, REGION_SIZE);
+    build_ctl();
+    write_ctl(path, ctl_image.bytes, CTL_SIZE);
     check_good(path);
+    check_slots(path, &b);
+    check_sections(path, &b);
+    check_ctl_files(path, &b);
     check_no_index(path, &b);
     check_superseded(path, &b);
     check_random_damage(path, &b);
@@ -543,11 +905,14 @@ int main(int argc, char **argv)
     }
 
     unlink(path);
+    snprintf(path, sizeof path, "%s/region.ctl", dir);
+    unlink(path);
     rmdir(dir);
     if (failures != 0) {
         fprintf(stderr, "selftest: %d checks failed\n", failures);
         return 1;
     }
-    printf("selftest: ok (%zu samples, %zu corrupt variants)\n", NSAMPLES, sizeof variants / sizeof variants[0]);
+    printf("selftest: ok (%zu samples, %zu corrupt variants, %zu control files)\n", NSAMPLES,
+           sizeof variants / sizeof variants[0], sizeof ctl_cases / sizeof ctl_cases[0] + 2);
     return 0;
 }

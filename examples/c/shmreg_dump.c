@@ -15,8 +15,13 @@
  *
  * The cross-check assumes nobody writes the region meanwhile: an update that
  * lands between the walk and the lookups is reported as a disagreement.
+ *
+ * The dump runs in one read section, so that nothing it walks is reused
+ * under it; if it outlives the writer's read lease, it is evicted and the
+ * dump exits 2. --get uses the one-shot shmreg_get_copy().
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "shmreg.h"
 
@@ -55,34 +60,56 @@ static int cross_check(const struct shmreg_region *r, const struct shmreg_iter *
     return bad;
 }
 
-static int dump(const struct shmreg_region *r)
+static int dump(struct shmreg_region *r)
 {
     struct shmreg_iter it;
-    int rc, mismatches = 0;
+    int rc, erc, mismatches = 0;
 
+    if ((rc = shmreg_read_begin(r)) != 0) {
+        fprintf(stderr, "shmreg_dump: %s\n", shmreg_strerror(rc));
+        return 2;
+    }
     for (rc = shmreg_iter_first(r, &it); rc == 0; rc = shmreg_iter_next(&it)) {
         fwrite(it.key, 1, it.klen, stdout);
         putchar('\t');
         print_hex(it.val, it.vlen);
         mismatches += cross_check(r, &it);
     }
-    if (rc != SHMREG_ENOTFOUND) {
+    erc = shmreg_read_end(r);
+    if (rc == SHMREG_ENOTFOUND)
+        rc = erc;
+    if (rc != 0) {
         fprintf(stderr, "shmreg_dump: %s\n", shmreg_strerror(rc));
         return 2;
     }
     return mismatches != 0;
 }
 
-static int get(const struct shmreg_region *r, const char *key)
+/* Copies the value out with shmreg_get_copy(), growing the buffer when the
+ * value does not fit (-ERANGE says how much it needs). */
+static int get(struct shmreg_region *r, const char *key)
 {
-    const void *v;
-    size_t vlen;
-    int rc = shmreg_get(r, key, strlen(key), &v, &vlen);
+    size_t cap = 64, vlen = 0;
+    char *buf = malloc(cap);
+    int rc;
 
-    if (rc == 0) {
-        print_hex(v, vlen);
-        return 0;
+    for (;;) {
+        if (buf == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = shmreg_get_copy(r, key, strlen(key), buf, cap, &vlen);
+        if (rc != -ERANGE)
+            break;
+        free(buf);
+        cap = vlen; /* the value may grow again before the next try */
+        buf = malloc(cap);
     }
+    if (rc == 0)
+        print_hex(buf, vlen);
+    free(buf);
+    if (rc == 0)
+        return 0;
     fprintf(stderr, "shmreg_dump: %s: %s\n", key, rc == SHMREG_ENOTFOUND ? "not found" : shmreg_strerror(rc));
     return rc == SHMREG_ENOTFOUND ? 1 : 2;
 }
