@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -157,6 +158,11 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		c.log.Info("connected to center", "addr", addr, "center", conn.CenterID())
 		c.wakeHeartbeats()
 		return conn, nil
+	}
+	// Centers that answered and refused (a wrong token, say) were available:
+	// say what they said rather than that none could be reached.
+	if !slices.ContainsFunc(errs, errIsConn) {
+		return nil, errors.Join(errs...)
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }

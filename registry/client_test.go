@@ -120,3 +120,18 @@ func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
 		t.Fatalf("after failover %+v %v", next, err)
 	}
 }
+
+// TestClientReportsARefusalAsSuch: a center that answers and refuses the
+// token is not "unavailable"; the client returns the refusal itself.
+func TestClientReportsARefusalAsSuch(t *testing.T) {
+	c := testCenter(t, CenterOptions{Token: "t"})
+	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}, Role: RoleAdmin, Token: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	_, err = cl.Put(tctx(t), "cfg/a", []byte("1"))
+	if !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("put with a wrong token: %v; want ErrUnauthorized and not ErrUnavailable", err)
+	}
+}
