@@ -45,7 +45,15 @@ func (m *mapping) tableAt(off uint64) (table, error) {
 }
 
 func (m *mapping) currentTable() (table, error) {
-	return m.tableAt(atomic.LoadUint64(&m.hdr.index))
+	off := atomic.LoadUint64(&m.hdr.index)
+	if t := m.table.Load(); t != nil && t.off == off && atomic.LoadUint64(&t.hdr.capacity) == t.mask+1 {
+		return *t, nil
+	}
+	t, err := m.tableAt(off)
+	if err == nil {
+		m.table.Store(&t)
+	}
+	return t, err
 }
 
 // lookup returns the offset of key's node and the value word it held when
