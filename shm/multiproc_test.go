@@ -201,6 +201,14 @@ func TestReadersInOtherProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Then insert well past the file's size: the region grows into larger
+	// files while the readers keep checking (their scans cover these keys).
+	for i := 500; i < 4000; i++ {
+		k := []byte(fmt.Sprintf("k%04d", i))
+		if err := w.Put(k, versionedValue(k, i*97+96)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := w.Put([]byte("stop"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +223,8 @@ func TestReadersInOtherProcesses(t *testing.T) {
 		}
 		t.Logf("reader process checked %d values", n)
 	}
-	if st := w.Stat(); st.Compactions == 0 {
-		t.Fatalf("the region never grew, so the test did not cover readers switching files: %+v", st)
+	if st := w.Stat(); st.Compactions == 0 || st.FileBytes < 2*uint64(opts.Size) {
+		t.Fatalf("the region never grew past twice its first size, so the test did not cover readers following it: %+v", st)
 	}
 }
 
