@@ -159,7 +159,7 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 		_ = mm.Unmap()
 		return fail(err)
 	}
-	ix, err := m.newIndex(indexCap)
+	ix, err := m.newIndex(indexCap, m.alloc)
 	if err != nil {
 		_ = mm.Unmap()
 		return fail(err)

@@ -87,9 +87,9 @@ func (m *mapping) lookup(key []byte) (node, value uint64, err error) {
 	return 0, 0, nil
 }
 
-// newIndex allocates an empty table of capacity slots.
-func (m *mapping) newIndex(capacity uint64) (uint64, error) {
-	off, err := m.alloc(indexHeaderSize + 8*capacity)
+// newIndex allocates an empty table of capacity slots with alloc.
+func (m *mapping) newIndex(capacity uint64, alloc func(uint64) (uint64, error)) (uint64, error) {
+	off, err := alloc(indexHeaderSize + 8*capacity)
 	if err != nil {
 		return 0, err
 	}
@@ -162,9 +162,10 @@ func needsRebuild(t table) bool {
 }
 
 // rebuildIndex builds a new table holding every node of the current one, at
-// twice the size if it is more than a quarter full of live keys, and
-// publishes it. The old table is retired, not reused.
-func (m *mapping) rebuildIndex() error {
+// twice the size if it is more than a quarter full of live keys, publishes
+// it, and retires the old one.
+func (w *Writer) rebuildIndex() error {
+	m := w.m
 	old, err := m.currentTable()
 	if err != nil {
 		return err
@@ -173,7 +174,7 @@ func (m *mapping) rebuildIndex() error {
 	if 4*(old.hdr.used+1) > capacity {
 		capacity *= 2
 	}
-	off, err := m.newIndex(capacity)
+	off, err := m.newIndex(capacity, w.Alloc)
 	if err != nil {
 		return err
 	}
@@ -192,6 +193,6 @@ func (m *mapping) rebuildIndex() error {
 		insertSlot(nt, Hash(k), s&nodeMask)
 	}
 	atomic.StoreUint64(&m.hdr.index, off)
-	m.hdr.garbageBytes += indexHeaderSize + 8*uint64(len(old.slots))
+	w.retire(lowArea, old.off, indexHeaderSize+8*uint64(len(old.slots)))
 	return nil
 }

@@ -132,7 +132,61 @@ func (w *Writer) allocIn(where area, n uint64) (uint64, error) {
 	if err == ErrFull && w.rec.retiredBytes > 0 && w.reclaim(true) {
 		return w.allocIn(where, n)
 	}
+	if err == ErrFull && ok {
+		if off, ok := w.splitLarger(where, class); ok {
+			return off, nil
+		}
+	}
 	return off, err
+}
+
+// splitLarger serves a block of class from a free block of a larger class
+// in the same area (nodes, keys and tables stay below the values, which
+// Fsck checks), when the cursors have met and the class's own list is
+// empty: without it, a region whose free bytes sit in other classes would be
+// rebuilt although it has room. The rest of the larger block goes back to
+// the free lists as class-sized pieces (every multiple of 8 up to 64 is a
+// class, so a remainder always splits exactly).
+func (w *Writer) splitLarger(where area, class int) (uint64, bool) {
+	want := classSize(class)
+	for c := class; c < numClasses; c++ {
+		list := w.rec.free[where][c]
+		if len(list) == 0 {
+			continue
+		}
+		off := list[len(list)-1]
+		w.rec.free[where][c] = list[:len(list)-1]
+		size := classSize(c)
+		h := w.m.hdr
+		h.garbageBytes -= size
+		h.reusableBytes -= size
+		h.freeByClass[c] -= size
+		for rest, at := size-want, off+want; rest > 0; {
+			pc := largestClassWithin(rest)
+			ps := classSize(pc)
+			w.rec.free[where][pc] = append(w.rec.free[where][pc], at)
+			h.garbageBytes += ps
+			h.reusableBytes += ps
+			h.freeByClass[pc] += ps
+			at += ps
+			rest -= ps
+		}
+		return off, true
+	}
+	return 0, false
+}
+
+// largestClassWithin is the largest class whose blocks fit in n bytes (n a
+// positive multiple of 8).
+func largestClassWithin(n uint64) int {
+	_, c, ok := sizeClass(n)
+	if !ok {
+		return numClasses - 1
+	}
+	if classSize(c) > n {
+		c--
+	}
+	return c
 }
 
 // storeValue copies value into a reused or fresh block of the value area.

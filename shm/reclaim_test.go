@@ -219,3 +219,64 @@ func TestIdleReaderHoldsNothing(t *testing.T) {
 		t.Fatalf("reuse needed forcing or reaping: %+v", st)
 	}
 }
+
+// TestFreeBlocksOfOtherClassesAreSplit: when the cursors have met and the
+// free bytes sit in blocks of other sizes, new entries are carved out of
+// them instead of rebuilding the region.
+func TestFreeBlocksOfOtherClassesAreSplit(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 1 << 20, ReadLease: time.Hour}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Long keys and large values: the freed blocks are larger than any
+	// the small entries below need, in both areas.
+	big := bytes.Repeat([]byte("B"), 8000)
+	bigKey := func(i int) []byte { return []byte(fmt.Sprintf("big/%04d/%s", i, bytes.Repeat([]byte("k"), 500))) }
+	var b Batch
+	for i := 0; i < 100; i++ {
+		b.Put(bigKey(i), big)
+	}
+	if err := w.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	for i := 0; i < 100; i++ {
+		b.Delete(bigKey(i))
+	}
+	if err := w.Commit(&b); err != nil {
+		t.Fatal(err)
+	}
+	// 350 entries of 1200-byte values (class 1280, of which none was
+	// freed): far more than the bytes left between the cursors. (Few keys
+	// and tombstones, so that the index is never rebuilt: a new table
+	// larger than every free block needs the cursors or a rebuild.)
+	val := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 1200) }
+	for i := 0; i < 350; i++ {
+		if err := w.Put([]byte(fmt.Sprintf("small/%05d", i)), val(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := w.Stat()
+	if st.Compactions != 0 {
+		t.Fatalf("the region was rebuilt although its free blocks had room: %+v", st)
+	}
+	if st.FreeBytes > 64<<10 {
+		t.Fatalf("the cursors never met (%d bytes between them): the test did not need the free blocks", st.FreeBytes)
+	}
+	r, err := Open("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := 0; i < 350; i++ {
+		v, err := r.Get([]byte(fmt.Sprintf("small/%05d", i)))
+		if err != nil || !bytes.Equal(v, val(i)) {
+			t.Fatalf("small/%05d: %.20q %v", i, v, err)
+		}
+	}
+	if rep, err := Fsck("r", opts); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("Fsck: %v %q", err, rep.Problems)
+	}
+}

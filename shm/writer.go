@@ -324,7 +324,7 @@ func (w *Writer) tryPut(key, value []byte) error {
 		return nil
 	}
 	if needsRebuild(t) {
-		if err := m.rebuildIndex(); err != nil {
+		if err := w.rebuildIndex(); err != nil {
 			return err
 		}
 		if t, err = m.currentTable(); err != nil {
