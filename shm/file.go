@@ -273,8 +273,9 @@ func minRegionSize(indexCap uint64) int64 {
 // nodes, keys and index tables from the bottom of the pool, values from the
 // top. Keeping the small, hot structures a lookup walks (index slot, node,
 // key) dense and apart from the values makes a lookup touch fewer pages,
-// which is what a random lookup pays for. Nothing is reused; ErrFull means
-// the cursors met.
+// which is what a random lookup pays for. These cursors only grow; reuse
+// is the writer's free lists (reclaim.go), and ErrFull here means the
+// cursors met.
 
 // alloc takes size bytes, 8-byte aligned, from the bottom cursor. Every
 // block is as large as its size class, whoever allocates it, so that any
