@@ -56,16 +56,12 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 	if cfg.Processes == 0 {
 		cfg.Processes = runtime.GOMAXPROCS(0)
 	}
-	dir, err := cfg.workDir("read")
+	dir, d, err := cfg.setup("read")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg.progress("building %d entries...", cfg.Entries)
-	d, err := NewDataset(cfg.Entries, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
+	defer cfg.progressDone()
 	ms, err := OpenMap(ctx, d, dir)
 	if err != nil {
 		return nil, err
@@ -82,7 +78,6 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 			cfg.progress("read: %s, %d goroutine(s), %d x %v...", sys.Name(), g, cfg.Run.Reps, cfg.Run.Duration)
 			reps, err := MeasureReps(ctx, sys, d, g, cfg.Run)
 			if err != nil {
-				cfg.progressDone()
 				return nil, err
 			}
 			r := Summarize(sys.Name(), "read", g, reps)
@@ -96,7 +91,6 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 			cfg.progress("read: shm, %d reader process(es), %d x %v...", p, cfg.Run.Reps, cfg.Run.Duration)
 			r, err := readProcesses(ctx, cfg, path, p)
 			if err != nil {
-				cfg.progressDone()
 				return nil, err
 			}
 			r.Entries = d.Len()
@@ -110,7 +104,6 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 			}
 		}
 	}
-	cfg.progressDone()
 	return stamp(out, ThisMachine()), nil
 }
 
