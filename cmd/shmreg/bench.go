@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -80,7 +81,7 @@ func newBenchFlags(name, about string, defClients int) *benchFlags {
 	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the shared random lookup order")
 	fs.StringVar(&f.cfg.Dir, "dir", "", "directory for regions and peers' data (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
 	fs.StringVar(&f.json, "json", "", "also write the results to this file as JSON")
-	fs.StringVar(&f.plot, "plot", "", "also write an SVG chart of ops/s and p99 by system to this file")
+	fs.StringVar(&f.plot, "plot", "", "also write a chart of ops/s and p99 by system to this file: PNG or SVG by its extension (.png, .svg)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress line on stderr")
 	return f
 }
@@ -94,6 +95,10 @@ func (f *benchFlags) parse(args []string) error {
 	}
 	if f.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
+	}
+	// Refuse a chart format before a run of minutes, not after.
+	if ext := strings.ToLower(filepath.Ext(f.plot)); f.plot != "" && ext != ".png" && ext != ".svg" {
+		return fmt.Errorf("--plot %s: the file name must end in .png or .svg", f.plot)
 	}
 	f.cfg.Run = bench.Run{Duration: f.duration, Warmup: f.warmup, Reps: f.reps}
 	if f.warmup == 0 {
