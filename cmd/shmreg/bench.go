@@ -48,7 +48,7 @@ func runBench(args []string) error {
 	case "propagate":
 		return benchPropagate(ctx, args[1:])
 	case "read-worker":
-		return bench.ReadWorker(ctx, args[1:], os.Stdout)
+		return bench.ReadWorker(ctx, args[1:], os.Stdin, os.Stdout)
 	}
 	fmt.Fprintln(os.Stderr, benchUsage)
 	return fmt.Errorf("unknown workload %q", args[0])
@@ -151,6 +151,7 @@ func benchRead(ctx context.Context, args []string) error {
 	var rc bench.ReadConfig
 	f.fs.IntVar(&rc.Goroutines, "goroutines", 0, "largest number of reader goroutines (default GOMAXPROCS)")
 	f.fs.IntVar(&rc.Processes, "processes", 0, "largest number of reader processes (default GOMAXPROCS; -1 none)")
+	f.fs.BoolVar(&rc.Pin, "pin", false, "bind reader process i to CPU i mod cores (each runs with GOMAXPROCS=1)")
 	if err := f.parse(args); err != nil || f.helped(args) {
 		return err
 	}
