@@ -89,39 +89,68 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 		}
 	}
 	if cfg.Worker != nil && cfg.Processes > 0 {
-		path := ss.(*shmSystem).r.Path()
-		for _, p := range steps(cfg.Processes) {
-			cfg.progress("read: shm, %d reader process(es), %d x %v...", p, cfg.Run.Reps, cfg.Run.Duration)
-			r, err := readProcesses(ctx, cfg, path, p)
+		rs, err := readProcesses(ctx, cfg, ss.(*shmSystem).r.Path())
+		if err != nil {
+			return nil, err
+		}
+		for i := range rs {
+			rs[i].Entries = d.Len()
+		}
+		out = append(out, rs...)
+	}
+	return stamp(out, ThisMachine()), nil
+}
+
+// readProcesses measures 1, 2, 4, ... cfg.Processes reader processes.
+// The repetitions are interleaved (1, 2, ... P processes, then again), so
+// that each count meets the same changes in the machine's load, and each
+// row's ratio to one process is the median of the ratios within a
+// repetition.
+func readProcesses(ctx context.Context, cfg ReadConfig, region string) ([]Result, error) {
+	counts := steps(cfg.Processes)
+	reps := make([][]*Sample, len(counts)) // [count][rep]
+	for rep := range cfg.Run.Reps {
+		for i, p := range counts {
+			cfg.progress("read: shm, %d reader process(es), repetition %d of %d, %v...", p, rep+1, cfg.Run.Reps, cfg.Run.Duration)
+			s, err := readProcessesOnce(ctx, cfg, region, p)
 			if err != nil {
 				return nil, err
 			}
-			r.Entries = d.Len()
-			out = append(out, r)
-		}
-		one, _ := find(out, "shm", Result{Workload: "read", Clients: 1, Processes: 1})
-		for i := range out {
-			if out[i].Processes > 0 {
-				out[i].Note = processNote(out[i], one)
-			}
+			reps[i] = append(reps[i], s)
 		}
 	}
-	return stamp(out, ThisMachine()), nil
+	out := make([]Result, len(counts))
+	for i, p := range counts {
+		r := Summarize("shm", "read", p, reps[i])
+		r.Processes = p
+		var wall, byCPU []float64
+		for rep, s := range reps[i] {
+			one := reps[0][rep]
+			wall = append(wall, s.OpsPerSec()/one.OpsPerSec())
+			if s.CPU > 0 && one.CPU > 0 {
+				// Ops per CPU-second does not depend on how much CPU other
+				// work left: p processes as efficient as one, each with a
+				// core of its own, would do p times one's ops/s.
+				eff := float64(s.Ops) / s.CPU.Seconds() / (float64(one.Ops) / one.CPU.Seconds())
+				byCPU = append(byCPU, float64(p)*eff)
+			}
+		}
+		r.XOneProcess, r.XOneProcessByCPU = median(wall), median(byCPU)
+		r.Note = processNote(r)
+		out[i] = r
+	}
+	return out, nil
 }
 
 // processNote says how a reader-process row scales against one process,
 // by the clock and by CPU time, how much of a core each process had, and
 // how much of the window they shared.
-func processNote(r, one Result) string {
+func processNote(r Result) string {
 	var parts []string
-	if r.Processes > 1 && one.OpsPerSec > 0 {
-		parts = append(parts, fmt.Sprintf("%.2fx one process", r.OpsPerSec/one.OpsPerSec))
-		if r.OpsPerCPUSec > 0 && one.OpsPerCPUSec > 0 {
-			// Ops per CPU-second does not depend on how much CPU other
-			// work left: p processes as efficient as one, each with a
-			// core of its own, would do p times one's ops/s.
-			eff := r.OpsPerCPUSec / one.OpsPerCPUSec
-			parts = append(parts, fmt.Sprintf("%.2fx one with a core each (ops per CPU-second %.2fx one's)", float64(r.Processes)*eff, eff))
+	if r.Processes > 1 {
+		parts = append(parts, fmt.Sprintf("%.2fx one process", r.XOneProcess))
+		if r.XOneProcessByCPU > 0 {
+			parts = append(parts, fmt.Sprintf("%.2fx with a core each (by ops per CPU-second)", r.XOneProcessByCPU))
 		}
 	}
 	if r.CPUShare > 0 {
@@ -142,21 +171,6 @@ type workerReport struct {
 	Hist      map[int]uint64 `json:"hist"`
 	MaxNs     int64          `json:"max_ns"`
 	Err       string         `json:"err,omitempty"`
-}
-
-// readProcesses runs one repetition set with p reader processes.
-func readProcesses(ctx context.Context, cfg ReadConfig, region string, p int) (Result, error) {
-	var reps []*Sample
-	for range cfg.Run.Reps {
-		s, err := readProcessesOnce(ctx, cfg, region, p)
-		if err != nil {
-			return Result{}, err
-		}
-		reps = append(reps, s)
-	}
-	r := Summarize("shm", "read", p, reps)
-	r.Processes = p
-	return r, nil
 }
 
 // releaseMargin is how far ahead of now the start time handed to the

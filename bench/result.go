@@ -36,8 +36,14 @@ type Result struct {
 	OpsPerCPUSec  float64 `json:"ops_per_cpu_sec,omitempty"`
 	CPUShare      float64 `json:"cpu_share,omitempty"`
 	WindowOverlap float64 `json:"window_overlap,omitempty"`
-	Entries       int     `json:"entries,omitempty"`
-	Reps          int     `json:"reps,omitempty"`
+	// XOneProcess (reader processes) is this row's ops/s over one
+	// process's, the median of that ratio within each repetition (the
+	// counts are interleaved); XOneProcessByCPU is the same ratio had each
+	// process had a core of its own (from ops per CPU-second).
+	XOneProcess      float64 `json:"x_one_process,omitempty"`
+	XOneProcessByCPU float64 `json:"x_one_process_by_cpu,omitempty"`
+	Entries          int     `json:"entries,omitempty"`
+	Reps             int     `json:"reps,omitempty"`
 	// Status is "ok", or why there is no figure ("not available: redis-server
 	// is not installed").
 	Status string `json:"status"`

@@ -75,6 +75,15 @@ func TestReadSmoke(t *testing.T) {
 	if r := got["shm/read/2/p"]; len(r.PerClient) != 2 || r.PerClient[0] <= 0 || r.PerClient[1] <= 0 {
 		t.Errorf("2 reader processes: per-process rates %v, want 2 positive", r.PerClient)
 	}
+	// The figures that say whether the processes ran together and how much
+	// CPU they had are there (their values depend on the machine's load).
+	if r := got["shm/read/2/p"]; r.XOneProcess <= 0 || r.XOneProcessByCPU <= 0 || r.CPUShare <= 0 || r.WindowOverlap <= 0 || r.OpsPerCPUSec <= 0 {
+		t.Errorf("2 reader processes: ratio %v, by CPU %v, CPU share %v, overlap %v, ops/CPU-s %v: want all set",
+			r.XOneProcess, r.XOneProcessByCPU, r.CPUShare, r.WindowOverlap, r.OpsPerCPUSec)
+	}
+	if r := got["shm/read/1"]; r.OpsPerCPUSec != 0 {
+		t.Errorf("in-process rows carry ops per CPU-second %v: that CPU time is not the lookups' own", r.OpsPerCPUSec)
+	}
 }
 
 func TestCompareSmoke(t *testing.T) {
