@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -112,7 +113,7 @@ func readProcesses(ctx context.Context, cfg ReadConfig, region string) ([]Result
 	for rep := range cfg.Run.Reps {
 		for i, p := range counts {
 			cfg.progress("read: shm, %d reader process(es), repetition %d of %d, %v...", p, rep+1, cfg.Run.Reps, cfg.Run.Duration)
-			s, err := readProcessesOnce(ctx, cfg, region, p)
+			s, err := readProcessesTogether(ctx, cfg, region, p)
 			if err != nil {
 				return nil, err
 			}
@@ -171,11 +172,35 @@ type workerReport struct {
 	Hist      map[int]uint64 `json:"hist"`
 	MaxNs     int64          `json:"max_ns"`
 	Err       string         `json:"err,omitempty"`
+	Late      bool           `json:"late,omitempty"` // the start time had passed when it arrived
 }
 
 // releaseMargin is how far ahead of now the start time handed to the
-// reader processes lies, so that each has read it before it comes.
-const releaseMargin = 50 * time.Millisecond
+// reader processes lies, so that each has read it before it comes. A
+// repetition in which a process was not running in time is run again with
+// twice the margin, up to releaseTries times.
+const (
+	releaseMargin = 50 * time.Millisecond
+	releaseTries  = 4
+)
+
+// errLate is a repetition in which a reader process missed the start, or
+// counted for less than half the window: it did not run together with the
+// others.
+var errLate = errors.New("bench: a reader process missed the common window")
+
+// readProcessesTogether is readProcessesOnce, again with a wider margin
+// while a process misses the common window.
+func readProcessesTogether(ctx context.Context, cfg ReadConfig, region string, p int) (*Sample, error) {
+	margin := releaseMargin
+	for try := 1; ; try++ {
+		s, err := readProcessesOnce(ctx, cfg, region, p, margin)
+		if !errors.Is(err, errLate) || try == releaseTries {
+			return s, err
+		}
+		margin *= 2
+	}
+}
 
 // readProcessesOnce starts p fresh reader processes, waits until every one
 // has built its lookups and says "ready", then writes each the same
@@ -183,7 +208,7 @@ const releaseMargin = 50 * time.Millisecond
 // and count over the same window, whatever the order they were scheduled
 // in. Each runs with GOMAXPROCS=1, as it runs one reader goroutine; with
 // cfg.Pin, process i is bound to CPU i mod NumCPU.
-func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int) (*Sample, error) {
+func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int, margin time.Duration) (*Sample, error) {
 	args := []string{
 		"--region", region, "--entries", strconv.Itoa(cfg.Entries), "--seed", strconv.FormatUint(cfg.Seed, 10),
 		"--duration", cfg.Run.Duration.String(), "--warmup", cfg.Run.Warmup.String(),
@@ -234,13 +259,14 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 			return nil, fmt.Errorf("reader process did not get ready: %q %v", line, err)
 		}
 	}
-	at := time.Now().Add(releaseMargin)
+	at := time.Now().Add(margin)
 	for _, c := range children {
 		if _, err := fmt.Fprintf(c.stdin, "%d\n", at.UnixNano()); err != nil {
 			return nil, fmt.Errorf("release reader process: %w", err)
 		}
 	}
 	s := &Sample{Overlap: 1}
+	late := false
 	var (
 		rate                float64
 		lastStart, firstEnd time.Time
@@ -258,6 +284,10 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 			return nil, fmt.Errorf("reader process: %s", rep.Err)
 		}
 		el := time.Duration(rep.ElapsedNs)
+		if rep.Late || el < cfg.Run.Duration/2 {
+			late = true // read every report all the same, so that each process exits
+			continue
+		}
 		start := time.Unix(0, rep.StartNs)
 		end := start.Add(el)
 		if i == 0 || start.After(lastStart) {
@@ -271,6 +301,9 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 		s.PerClient = append(s.PerClient, rep.Ops)
 		s.CPU += time.Duration(rep.CPUNs)
 		s.Hist.Merge(histFromSparse(rep.Hist, rep.MaxNs))
+	}
+	if late {
+		return nil, errLate
 	}
 	// The total rate is the sum of each process's own rate; Ops is scaled
 	// to the longest window so that Ops/Elapsed gives that sum.
@@ -323,7 +356,11 @@ func ReadWorker(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	if err != nil {
 		return fmt.Errorf("read-worker: start time %q: %w", line, err)
 	}
-	s, err := measureWith(ctx, d, []Lookup{l}, Run{Duration: *dur, Warmup: *warm}.withDefaults(), *every, time.Unix(0, ns))
+	at := time.Unix(0, ns)
+	if time.Now().After(at) {
+		return report(workerReport{Late: true})
+	}
+	s, err := measureWith(ctx, d, []Lookup{l}, Run{Duration: *dur, Warmup: *warm}.withDefaults(), *every, at)
 	if err != nil {
 		return report(workerReport{Err: err.Error()})
 	}

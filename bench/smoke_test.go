@@ -184,3 +184,28 @@ func TestPropagateSmoke(t *testing.T) {
 		t.Errorf("propagate row: %+v (want every one of ~60 registrations seen by both agents)", prop)
 	}
 }
+
+// A reader process that gets its start time after the start has passed
+// does not count a window of its own: the repetition is refused (and run
+// again by readProcessesTogether with a wider margin).
+func TestReadProcessesMissingTheWindowIsRefused(t *testing.T) {
+	cfg := ReadConfig{Config: tiny(t), Worker: testWorker}
+	cfg.Config = cfg.Config.withDefaults()
+	d, err := NewDataset(cfg.Entries, cfg.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, opts, err := FillRegion(d, cfg.Dir, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	region := filepath.Join(opts.Dir, "late")
+	if _, err := readProcessesOnce(context.Background(), cfg, region, 2, -time.Second); !errors.Is(err, errLate) {
+		t.Errorf("start time already passed: %v, want errLate", err)
+	}
+	s, err := readProcessesTogether(context.Background(), cfg, region, 2)
+	if err != nil || len(s.PerClient) != 2 || s.Overlap <= 0 {
+		t.Fatalf("with the normal margin: %+v, %v", s, err)
+	}
+}
