@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shmreg/shmreg/shm"
@@ -207,7 +208,8 @@ func readProcessesTogether(ctx context.Context, cfg ReadConfig, region string, p
 // wall-clock start time on its stdin: all of them warm up from that instant
 // and count over the same window, whatever the order they were scheduled
 // in. Each runs with GOMAXPROCS=1, as it runs one reader goroutine; with
-// cfg.Pin, process i is bound to CPU i mod NumCPU.
+// cfg.Pin, process i is bound to CPU i mod NumCPU. Each is the leader of
+// its own session.
 func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int, margin time.Duration) (*Sample, error) {
 	args := []string{
 		"--region", region, "--entries", strconv.Itoa(cfg.Entries), "--seed", strconv.FormatUint(cfg.Seed, 10),
@@ -235,6 +237,12 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 			cmd.Env = os.Environ()
 		}
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1") // the last value of a name wins
+		// A session of its own, as a separate service's process would
+		// have: with the kernel's autogroup scheduling, the processes of
+		// one session share one slice of a busy machine, so readers left
+		// in the harness's session would split one slice between them.
+		// Pdeathsig: a reader never outlives the harness.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
