@@ -159,10 +159,22 @@ func (g *groupedBars) Plot(c draw.Canvas, p *plot.Plot) {
 			// than the bar, so that neighbours never overlap.
 			sty, txt := g.label, g.format(v)
 			sty.XAlign, sty.YAlign = draw.XCenter, draw.YBottom
+			extent := sty.Height(txt)
 			if sty.Width(txt) > r-l {
 				sty.Rotation, sty.XAlign, sty.YAlign = math.Pi/2, draw.XLeft, draw.YCenter
+				extent = sty.Width(txt)
 			}
-			c.FillText(sty, vg.Point{X: (l + r) / 2, Y: top + 2}, txt)
+			at := vg.Point{X: (l + r) / 2, Y: top + 2}
+			if at.Y+extent > c.Max.Y {
+				// No room above the bar: inside its top end, in white.
+				at.Y, sty.Color = top-2, color.White
+				if sty.Rotation != 0 {
+					sty.XAlign = draw.XRight
+				} else {
+					sty.YAlign = draw.YTop
+				}
+			}
+			c.FillText(sty, at, txt)
 		}
 		if g.missing[i] != "" {
 			sty := g.label

@@ -25,6 +25,7 @@ workloads:
   compare    the same lookups against map, shm, bbolt, center, redis and etcd
   write      upserts and deletes into a region; heartbeats absorbed by a center
   propagate  latency from a center's ack to visibility in every agent's region; fill time
+  plot       draw the chart of records saved with --json (--json in.json --plot out.png)
 
 Run 'shmreg bench <workload> --help' for its flags.`
 
@@ -47,6 +48,8 @@ func runBench(args []string) error {
 		return benchWrite(ctx, args[1:])
 	case "propagate":
 		return benchPropagate(ctx, args[1:])
+	case "plot":
+		return benchPlot(args[1:])
 	case "read-worker":
 		return bench.ReadWorker(ctx, args[1:], os.Stdin, os.Stdout)
 	}
@@ -227,4 +230,39 @@ func benchPropagate(ctx context.Context, args []string) error {
 		return err
 	}
 	return f.report(rs, "", "shmreg bench propagate")
+}
+
+// benchPlot redraws the chart of a run from its --json records.
+func benchPlot(args []string) error {
+	fs := flag.NewFlagSet("bench plot", flag.ContinueOnError)
+	in := fs.String("json", "", "records written by a bench workload's --json (required)")
+	out := fs.String("plot", "", "chart to write: PNG or SVG by its extension (required)")
+	title := fs.String("title", "", "chart title (default: shmreg bench and the records' workloads)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: shmreg bench plot --json in.json --plot out.png\n\nDraws the chart of records saved with --json.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *in == "" || *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("bench plot needs --json and --plot")
+	}
+	rs, err := bench.ReadJSON(*in)
+	if err != nil {
+		return err
+	}
+	if *title == "" {
+		*title = "shmreg bench"
+		if len(rs) > 0 && rs[0].Workload == "get" {
+			*title = "shmreg bench compare"
+		} else if len(rs) > 0 {
+			*title += " " + rs[0].Workload
+		}
+	}
+	return bench.WritePlotFile(*out, *title, rs)
 }

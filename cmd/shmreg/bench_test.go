@@ -58,6 +58,15 @@ func TestBenchReadProcessesPlotPNG(t *testing.T) {
 	if _, err := png.Decode(f); err != nil {
 		t.Errorf("--plot out.png did not write a PNG: %v", err)
 	}
+
+	// "bench plot" redraws the chart from the records.
+	svgPath := filepath.Join(dir, "again.svg")
+	if out, err := exec.Command(bin, "bench", "plot", "--json", jsonPath, "--plot", svgPath).CombinedOutput(); err != nil {
+		t.Fatalf("bench plot: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(svgPath); err != nil || !strings.Contains(string(b), "2 processes") {
+		t.Errorf("bench plot: %v; the chart has no \"2 processes\" series", err)
+	}
 }
 
 func TestBenchComparePlotSVG(t *testing.T) {
