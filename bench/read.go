@@ -241,7 +241,8 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 		// have: with the kernel's autogroup scheduling, the processes of
 		// one session share one slice of a busy machine, so readers left
 		// in the harness's session would split one slice between them.
-		// Pdeathsig: a reader never outlives the harness.
+		// Pdeathsig: a reader is killed if the harness dies (strictly, if
+		// the harness thread that started it exits).
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
