@@ -37,6 +37,17 @@ if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
 	tail -5 /tmp/install-peers.log >&2
 	exit 0
 fi
+# The packages just installed may have started their system services (on
+# a machine with systemd). The benchmark never uses them; stop them so that
+# they take no CPU or memory during the runs. Services of packages that were
+# there before are left alone.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	for pkg in $need; do
+		unit=$pkg
+		[ "$pkg" = etcd-server ] && unit=etcd
+		$SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+	done
+fi
 for b in redis-server etcd; do
 	if command -v "$b" >/dev/null 2>&1; then
 		echo "install-peers: $b: $(command -v "$b")"

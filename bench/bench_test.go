@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shmreg/shmreg/registry"
 )
@@ -120,4 +121,17 @@ func BenchmarkHeartbeat(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "heartbeats/s")
+}
+
+// BenchmarkClockPair is what timing one sampled operation adds to it: the
+// two clock reads around it. Sampled latencies include this cost.
+func BenchmarkClockPair(b *testing.B) {
+	var sum time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		sum += time.Since(t0)
+	}
+	if sum < 0 {
+		b.Fatal("clock went backwards")
+	}
 }

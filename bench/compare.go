@@ -35,16 +35,12 @@ func Compare(ctx context.Context, cfg Config, systems []Opener) ([]Result, error
 	if systems == nil {
 		systems = Systems()
 	}
-	dir, err := cfg.workDir("compare")
+	dir, d, err := cfg.setup("compare")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg.progress("building %d entries...", cfg.Entries)
-	d, err := NewDataset(cfg.Entries, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
+	defer cfg.progressDone()
 	clientCounts := []int{1}
 	if cfg.Clients > 1 {
 		clientCounts = append(clientCounts, cfg.Clients)
@@ -60,7 +56,6 @@ func Compare(ctx context.Context, cfg Config, systems []Opener) ([]Result, error
 			continue
 		}
 		if err != nil {
-			cfg.progressDone()
 			return nil, fmt.Errorf("%s: %w", o.Name, err)
 		}
 		for _, c := range clientCounts {
@@ -68,7 +63,6 @@ func Compare(ctx context.Context, cfg Config, systems []Opener) ([]Result, error
 			reps, err := MeasureReps(ctx, sys, d, c, cfg.Run)
 			if err != nil {
 				sys.Close()
-				cfg.progressDone()
 				return nil, fmt.Errorf("%s: %w", o.Name, err)
 			}
 			r := Summarize(o.Name, "get", c, reps)
@@ -76,11 +70,9 @@ func Compare(ctx context.Context, cfg Config, systems []Opener) ([]Result, error
 			out = append(out, r)
 		}
 		if err := sys.Close(); err != nil {
-			cfg.progressDone()
 			return nil, fmt.Errorf("%s close: %w", o.Name, err)
 		}
 		runtime.GC()
 	}
-	cfg.progressDone()
 	return stamp(out, ThisMachine()), nil
 }

@@ -58,6 +58,23 @@ func (c Config) workDir(workload string) (string, error) {
 	return d, nil
 }
 
+// setup is how the read, compare and write workloads start: the workload's
+// temporary directory, which the caller removes when done, and the dataset
+// built from c.Entries and c.Seed, the same for every system.
+func (c Config) setup(workload string) (dir string, d *Dataset, err error) {
+	dir, err = c.workDir(workload)
+	if err != nil {
+		return "", nil, err
+	}
+	c.progress("building %d entries...", c.Entries)
+	d, err = NewDataset(c.Entries, c.Seed)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, d, nil
+}
+
 // progress reports what runs now, rewriting one line.
 func (c Config) progress(format string, a ...any) {
 	if c.Progress == nil {

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		if err := ReadWorker(context.Background(), args, os.Stdout); err != nil {
+		if err := ReadWorker(context.Background(), args, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "read worker:", err)
 			os.Exit(1)
 		}

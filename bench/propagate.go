@@ -46,6 +46,7 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	defer cfg.progressDone()
 	a, b, err := startPair(ctx)
 	if err != nil {
 		return nil, err
@@ -66,17 +67,14 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	var out []Result
 	fill, err := measureFill(ctx, cfg, dir, addrs[0])
 	if err != nil {
-		cfg.progressDone()
 		return nil, err
 	}
 	out = append(out, fill)
 	lat, err := measureVisibility(ctx, cfg, dir, addrs)
 	if err != nil {
-		cfg.progressDone()
 		return nil, err
 	}
 	out = append(out, lat)
-	cfg.progressDone()
 	return stamp(out, ThisMachine()), nil
 }
 

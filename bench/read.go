@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shmreg/shmreg/shm"
@@ -28,6 +29,10 @@ type ReadConfig struct {
 	// workload runs 1, 2, 4, ... up to it. Default GOMAXPROCS; negative
 	// skips the process rows.
 	Processes int
+	// Pin binds reader process i to CPU i mod NumCPU (from its start, so
+	// every thread of it). Default off: on a machine shared with other
+	// work, a pinned process cannot move off a busy core.
+	Pin bool
 	// Worker makes the command of one reader process given its arguments
 	// (see ReadWorker). cmd/shmreg re-executes itself with a hidden
 	// subcommand; tests re-execute the test binary. Nil skips the process
@@ -56,16 +61,12 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 	if cfg.Processes == 0 {
 		cfg.Processes = runtime.GOMAXPROCS(0)
 	}
-	dir, err := cfg.workDir("read")
+	dir, d, err := cfg.setup("read")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg.progress("building %d entries...", cfg.Entries)
-	d, err := NewDataset(cfg.Entries, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
+	defer cfg.progressDone()
 	ms, err := OpenMap(ctx, d, dir)
 	if err != nil {
 		return nil, err
@@ -82,7 +83,6 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 			cfg.progress("read: %s, %d goroutine(s), %d x %v...", sys.Name(), g, cfg.Run.Reps, cfg.Run.Duration)
 			reps, err := MeasureReps(ctx, sys, d, g, cfg.Run)
 			if err != nil {
-				cfg.progressDone()
 				return nil, err
 			}
 			r := Summarize(sys.Name(), "read", g, reps)
@@ -91,93 +91,176 @@ func Read(ctx context.Context, cfg ReadConfig) ([]Result, error) {
 		}
 	}
 	if cfg.Worker != nil && cfg.Processes > 0 {
-		path := ss.(*shmSystem).r.Path()
-		for _, p := range steps(cfg.Processes) {
-			cfg.progress("read: shm, %d reader process(es), %d x %v...", p, cfg.Run.Reps, cfg.Run.Duration)
-			r, err := readProcesses(ctx, cfg, path, p)
+		rs, err := readProcesses(ctx, cfg, ss.(*shmSystem).r.Path())
+		if err != nil {
+			return nil, err
+		}
+		for i := range rs {
+			rs[i].Entries = d.Len()
+		}
+		out = append(out, rs...)
+	}
+	return stamp(out, ThisMachine()), nil
+}
+
+// readProcesses measures 1, 2, 4, ... cfg.Processes reader processes.
+// The repetitions are interleaved (1, 2, ... P processes, then again), so
+// that each count meets the same changes in the machine's load, and each
+// row's ratio to one process is the median of the ratios within a
+// repetition.
+func readProcesses(ctx context.Context, cfg ReadConfig, region string) ([]Result, error) {
+	counts := steps(cfg.Processes)
+	reps := make([][]*Sample, len(counts)) // [count][rep]
+	for rep := range cfg.Run.Reps {
+		for i, p := range counts {
+			cfg.progress("read: shm, %d reader process(es), repetition %d of %d, %v...", p, rep+1, cfg.Run.Reps, cfg.Run.Duration)
+			s, err := readProcessesTogether(ctx, cfg, region, p)
 			if err != nil {
-				cfg.progressDone()
 				return nil, err
 			}
-			r.Entries = d.Len()
-			out = append(out, r)
-		}
-		if one, ok := find(out, "shm", Result{Workload: "read", Clients: 1, Processes: 1}); ok {
-			for i := range out {
-				if out[i].Processes > 1 {
-					out[i].Note = fmt.Sprintf("%.2fx one process", out[i].OpsPerSec/one.OpsPerSec)
-				}
-			}
+			reps[i] = append(reps[i], s)
 		}
 	}
-	cfg.progressDone()
-	return stamp(out, ThisMachine()), nil
+	out := make([]Result, len(counts))
+	for i, p := range counts {
+		r := Summarize("shm", "read", p, reps[i])
+		r.Processes = p
+		var wall, byCPU []float64
+		for rep, s := range reps[i] {
+			one := reps[0][rep]
+			wall = append(wall, s.OpsPerSec()/one.OpsPerSec())
+			if s.CPU > 0 && one.CPU > 0 {
+				// Ops per CPU-second does not depend on how much CPU other
+				// work left: p processes as efficient as one, each with a
+				// core of its own, would do p times one's ops/s.
+				eff := float64(s.Ops) / s.CPU.Seconds() / (float64(one.Ops) / one.CPU.Seconds())
+				byCPU = append(byCPU, float64(p)*eff)
+			}
+		}
+		r.XOneProcess, r.XOneProcessByCPU = median(wall), median(byCPU)
+		r.Note = processNote(r)
+		out[i] = r
+	}
+	return out, nil
+}
+
+// processNote says how a reader-process row scales against one process,
+// by the clock and by CPU time, how much of a core each process had, and
+// how much of the window they shared.
+func processNote(r Result) string {
+	var parts []string
+	if r.Processes > 1 {
+		parts = append(parts, fmt.Sprintf("%.2fx one process", r.XOneProcess))
+		if r.XOneProcessByCPU > 0 {
+			parts = append(parts, fmt.Sprintf("%.2fx with a core each (by ops per CPU-second)", r.XOneProcessByCPU))
+		}
+	}
+	if r.CPUShare > 0 {
+		parts = append(parts, fmt.Sprintf("each process had %.0f%% of a core", 100*r.CPUShare))
+	}
+	if r.Processes > 1 && r.WindowOverlap > 0 {
+		parts = append(parts, fmt.Sprintf("windows overlap %.1f%%", 100*r.WindowOverlap))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // workerReport is what a reader process prints when done.
 type workerReport struct {
 	Ops       uint64         `json:"ops"`
 	ElapsedNs int64          `json:"elapsed_ns"`
+	StartNs   int64          `json:"start_unix_ns"` // wall clock, when counting began
+	CPUNs     int64          `json:"cpu_ns"`        // the process's CPU time in the window
 	Hist      map[int]uint64 `json:"hist"`
 	MaxNs     int64          `json:"max_ns"`
 	Err       string         `json:"err,omitempty"`
+	Late      bool           `json:"late,omitempty"` // the start time had passed when it arrived
 }
 
-// readProcesses runs one repetition set with p reader processes. Each
-// repetition starts p fresh processes, waits until every one has built its
-// lookups and says "ready", then releases them together by closing the
-// write end of a pipe that all of them block reading.
-func readProcesses(ctx context.Context, cfg ReadConfig, region string, p int) (Result, error) {
-	var reps []*Sample
-	for range cfg.Run.Reps {
-		s, err := readProcessesOnce(ctx, cfg, region, p)
-		if err != nil {
-			return Result{}, err
+// releaseMargin is how far ahead of now the start time handed to the
+// reader processes lies, so that each has read it before it comes. A
+// repetition in which a process was not running in time is run again with
+// twice the margin, up to releaseTries times.
+const (
+	releaseMargin = 50 * time.Millisecond
+	releaseTries  = 4
+)
+
+// errLate is a repetition in which a reader process missed the start, or
+// counted for less than half the window: it did not run together with the
+// others.
+var errLate = errors.New("bench: a reader process missed the common window")
+
+// readProcessesTogether is readProcessesOnce, again with a wider margin
+// while a process misses the common window.
+func readProcessesTogether(ctx context.Context, cfg ReadConfig, region string, p int) (*Sample, error) {
+	margin := releaseMargin
+	for try := 1; ; try++ {
+		s, err := readProcessesOnce(ctx, cfg, region, p, margin)
+		if !errors.Is(err, errLate) || try == releaseTries {
+			return s, err
 		}
-		reps = append(reps, s)
+		margin *= 2
 	}
-	r := Summarize("shm", "read", p, reps)
-	r.Processes = p
-	return r, nil
 }
 
-func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int) (*Sample, error) {
-	gateR, gateW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer gateR.Close()
-	defer gateW.Close()
+// readProcessesOnce starts p fresh reader processes, waits until every one
+// has built its lookups and says "ready", then writes each the same
+// wall-clock start time on its stdin: all of them warm up from that instant
+// and count over the same window, whatever the order they were scheduled
+// in. Each runs with GOMAXPROCS=1, as it runs one reader goroutine; with
+// cfg.Pin, process i is bound to CPU i mod NumCPU. Each is the leader of
+// its own session.
+func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int, margin time.Duration) (*Sample, error) {
 	args := []string{
 		"--region", region, "--entries", strconv.Itoa(cfg.Entries), "--seed", strconv.FormatUint(cfg.Seed, 10),
 		"--duration", cfg.Run.Duration.String(), "--warmup", cfg.Run.Warmup.String(),
 		"--sample-every", strconv.Itoa(cfg.Run.SampleEvery),
 	}
 	type child struct {
-		cmd *exec.Cmd
-		out *bufio.Reader
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Reader
 	}
 	var children []child
 	defer func() {
 		for _, c := range children {
+			c.stdin.Close()
 			if c.cmd.ProcessState == nil {
 				c.cmd.Process.Kill()
 				c.cmd.Wait()
 			}
 		}
 	}()
-	for range p {
+	for i := range p {
 		cmd := cfg.Worker(args)
-		cmd.ExtraFiles = []*os.File{gateR} // fd 3 in the child
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1") // the last value of a name wins
+		// A session of its own, as a separate service's process would
+		// have: with the kernel's autogroup scheduling, the processes of
+		// one session share one slice of a busy machine, so readers left
+		// in the harness's session would split one slice between them.
+		// Pdeathsig: a reader is killed if the harness dies (strictly, if
+		// the harness thread that started it exits).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			return nil, err
 		}
-		if err := cmd.Start(); err != nil {
+		cpu := -1
+		if cfg.Pin {
+			cpu = i % runtime.NumCPU()
+		}
+		if err := startOn(cmd, cpu); err != nil {
 			return nil, fmt.Errorf("start reader process: %w", err)
 		}
-		children = append(children, child{cmd, bufio.NewReader(stdout)})
+		children = append(children, child{cmd, stdin, bufio.NewReader(stdout)})
 	}
 	for _, c := range children {
 		line, err := c.out.ReadString('\n')
@@ -185,9 +268,20 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 			return nil, fmt.Errorf("reader process did not get ready: %q %v", line, err)
 		}
 	}
-	gateW.Close() // release: every child's read of fd 3 returns EOF now
-	s := &Sample{}
+	at := time.Now().Add(margin)
 	for _, c := range children {
+		if _, err := fmt.Fprintf(c.stdin, "%d\n", at.UnixNano()); err != nil {
+			return nil, fmt.Errorf("release reader process: %w", err)
+		}
+	}
+	s := &Sample{Overlap: 1}
+	late := false
+	var (
+		rate                float64
+		lastStart, firstEnd time.Time
+		longest             time.Duration
+	)
+	for i, c := range children {
 		var rep workerReport
 		if err := json.NewDecoder(c.out).Decode(&rep); err != nil {
 			return nil, fmt.Errorf("reader process report: %w", err)
@@ -199,27 +293,42 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 			return nil, fmt.Errorf("reader process: %s", rep.Err)
 		}
 		el := time.Duration(rep.ElapsedNs)
-		s.Ops += rep.Ops
+		if rep.Late || el < cfg.Run.Duration/2 {
+			late = true // read every report all the same, so that each process exits
+			continue
+		}
+		start := time.Unix(0, rep.StartNs)
+		end := start.Add(el)
+		if i == 0 || start.After(lastStart) {
+			lastStart = start
+		}
+		if i == 0 || end.Before(firstEnd) {
+			firstEnd = end
+		}
+		longest = max(longest, el)
+		rate += float64(rep.Ops) / el.Seconds()
 		s.PerClient = append(s.PerClient, rep.Ops)
-		s.Elapsed = max(s.Elapsed, el)
+		s.CPU += time.Duration(rep.CPUNs)
 		s.Hist.Merge(histFromSparse(rep.Hist, rep.MaxNs))
 	}
-	// Ops/s in total is the sum of each process's rate; Elapsed is the
-	// longest window, so s.OpsPerSec() slightly understates it: use the
-	// sum of rates instead.
-	var rate float64
-	for _, n := range s.PerClient {
-		rate += float64(n) / s.Elapsed.Seconds()
+	if late {
+		return nil, errLate
 	}
-	s.Ops = uint64(rate * s.Elapsed.Seconds())
+	// The total rate is the sum of each process's own rate; Ops is scaled
+	// to the longest window so that Ops/Elapsed gives that sum.
+	s.Elapsed = longest
+	s.Ops = uint64(rate * longest.Seconds())
+	if longest > 0 {
+		s.Overlap = max(0, firstEnd.Sub(lastStart).Seconds()/longest.Seconds())
+	}
 	return s, nil
 }
 
 // ReadWorker is the body of one reader process: it opens the region named
-// by --region, prints "ready", waits for fd 3 to reach EOF (the release
-// gate), measures one goroutine of zero-copy lookups, and prints a JSON
-// report on stdout.
-func ReadWorker(ctx context.Context, args []string, stdout io.Writer) error {
+// by --region, prints "ready", reads its start time (Unix nanoseconds, one
+// line) from stdin, measures one goroutine of zero-copy lookups from then
+// on, and prints a JSON report on stdout.
+func ReadWorker(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("read-worker", flag.ContinueOnError)
 	region := fs.String("region", "", "region path")
 	entries := fs.Int("entries", 100_000, "dataset entries")
@@ -247,16 +356,25 @@ func ReadWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if *every <= 0 {
 		*every = 32
 	}
-	gate := os.NewFile(3, "gate")
-	if gate == nil {
-		return errors.New("read-worker: no release gate on fd 3")
-	}
-	release := make(chan struct{})
-	go func() { io.Copy(io.Discard, gate); close(release) }()
 	fmt.Fprintln(stdout, "ready")
-	s, err := measureWith(ctx, d, []Lookup{l}, Run{Duration: *dur, Warmup: *warm}.withDefaults(), *every, release)
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read-worker: no start time on stdin: %w", err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		return fmt.Errorf("read-worker: start time %q: %w", line, err)
+	}
+	at := time.Unix(0, ns)
+	if time.Now().After(at) {
+		return report(workerReport{Late: true})
+	}
+	s, err := measureWith(ctx, d, []Lookup{l}, Run{Duration: *dur, Warmup: *warm}.withDefaults(), *every, at)
 	if err != nil {
 		return report(workerReport{Err: err.Error()})
 	}
-	return report(workerReport{Ops: s.Ops, ElapsedNs: int64(s.Elapsed), Hist: s.Hist.sparse(), MaxNs: s.Hist.Max})
+	return report(workerReport{
+		Ops: s.Ops, ElapsedNs: int64(s.Elapsed), StartNs: s.Start.UnixNano(), CPUNs: int64(s.CPU),
+		Hist: s.Hist.sparse(), MaxNs: s.Hist.Max,
+	})
 }

@@ -28,8 +28,22 @@ type Result struct {
 	P999      int64     `json:"p999_ns"`
 	Max       int64     `json:"max_ns,omitempty"`
 	Samples   uint64    `json:"latency_samples,omitempty"`
-	Entries   int       `json:"entries,omitempty"`
-	Reps      int       `json:"reps,omitempty"`
+	// OpsPerCPUSec (reader processes only) is operations per CPU-second
+	// the processes spent: it does not depend on how much of the machine
+	// other work left them, CPUShare is that share: CPU-seconds per
+	// second per process (1: a whole core each), and WindowOverlap the
+	// share of the measured window all processes ran at once.
+	OpsPerCPUSec  float64 `json:"ops_per_cpu_sec,omitempty"`
+	CPUShare      float64 `json:"cpu_share,omitempty"`
+	WindowOverlap float64 `json:"window_overlap,omitempty"`
+	// XOneProcess (reader processes) is this row's ops/s over one
+	// process's, the median of that ratio within each repetition (the
+	// counts are interleaved); XOneProcessByCPU is the same ratio had each
+	// process had a core of its own (from ops per CPU-second).
+	XOneProcess      float64 `json:"x_one_process,omitempty"`
+	XOneProcessByCPU float64 `json:"x_one_process_by_cpu,omitempty"`
+	Entries          int     `json:"entries,omitempty"`
+	Reps             int     `json:"reps,omitempty"`
 	// Status is "ok", or why there is no figure ("not available: redis-server
 	// is not installed").
 	Status string `json:"status"`
@@ -107,6 +121,11 @@ func Summarize(system, workload string, clients int, reps []*Sample) Result {
 	}
 	r.P50, r.P99, r.P999 = m.Hist.Quantile(0.50), m.Hist.Quantile(0.99), m.Hist.Quantile(0.999)
 	r.Max, r.Samples = m.Hist.Max, m.Hist.N
+	if m.CPU > 0 {
+		r.OpsPerCPUSec = float64(m.Ops) / m.CPU.Seconds()
+		r.CPUShare = m.CPU.Seconds() / m.Elapsed.Seconds() / float64(max(len(m.PerClient), 1))
+	}
+	r.WindowOverlap = m.Overlap
 	return r
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +56,15 @@ type Sample struct {
 	Elapsed   time.Duration // length of the measured window
 	PerClient []uint64      // operations per client
 	Hist      Histogram     // sampled latencies
+	// Start is the wall-clock time the measured window began.
+	Start time.Time
+	// CPU is the CPU time (user + system) the measuring processes spent in
+	// the measured window. Only reader processes set it: there the process
+	// does nothing but look up, so it is the lookups' CPU time.
+	CPU time.Duration
+	// Overlap is, for reader processes, the share of the longest window
+	// during which every process was measuring (1: identical windows).
+	Overlap float64
 }
 
 // OpsPerSec is Ops over Elapsed.
@@ -90,7 +100,11 @@ func Measure(ctx context.Context, sys System, d *Dataset, clients int, run Run) 
 			every = 1
 		}
 	}
-	return measureWith(ctx, d, lookups, run, every, nil)
+	s, err := measureWith(ctx, d, lookups, run, every, time.Time{})
+	if s != nil {
+		s.CPU = 0 // this process also runs the harness (and servers): not the lookups' own
+	}
+	return s, err
 }
 
 // probe times a few hundred lookups to choose how often to sample.
@@ -105,10 +119,11 @@ func probe(ctx context.Context, l Lookup, d *Dataset) (time.Duration, error) {
 	return time.Since(t0) / n, nil
 }
 
-// measureWith is Measure's loop. If release is not nil, the clients wait
-// for it to be closed before warming up (reader processes use it to start
-// together).
-func measureWith(ctx context.Context, d *Dataset, lookups []Lookup, run Run, every int, release <-chan struct{}) (*Sample, error) {
+// measureWith is Measure's loop. The clients start at the wall-clock time
+// at (now if zero), warm up until at+Warmup and are counted until
+// at+Warmup+Duration: reader processes given the same at measure the same
+// window.
+func measureWith(ctx context.Context, d *Dataset, lookups []Lookup, run Run, every int, at time.Time) (*Sample, error) {
 	var (
 		phase  atomic.Int32
 		wg     sync.WaitGroup
@@ -127,28 +142,26 @@ func measureWith(ctx context.Context, d *Dataset, lookups []Lookup, run Run, eve
 		}()
 	}
 	ready.Wait()
-	if release != nil {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
+	if at.IsZero() {
+		at = time.Now()
 	}
+	sleepCtx(ctx, time.Until(at))
 	close(start)
-	if !sleepCtx(ctx, run.Warmup) {
+	if !sleepCtx(ctx, time.Until(at.Add(run.Warmup))) {
 		phase.Store(phaseStop)
 		wg.Wait()
 		return nil, ctx.Err()
 	}
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), cpuTime()
 	phase.Store(phaseMeasure)
-	sleepCtx(ctx, run.Duration)
+	sleepCtx(ctx, time.Until(at.Add(run.Warmup+run.Duration)))
 	phase.Store(phaseStop)
-	elapsed := time.Since(t0)
+	elapsed, cpu := time.Since(t0), cpuTime()-cpu0
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := &Sample{Elapsed: elapsed, PerClient: counts}
+	s := &Sample{Elapsed: elapsed, PerClient: counts, Start: t0, CPU: cpu}
 	for c := range lookups {
 		if errs[c] != nil {
 			return nil, errs[c]
@@ -200,6 +213,16 @@ func client(ctx context.Context, l Lookup, d *Dataset, pos, every int, phase *at
 		}
 		n++
 	}
+}
+
+// cpuTime is this process's CPU time so far, user and system; 0 if the
+// kernel will not say.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

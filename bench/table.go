@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -41,9 +42,9 @@ func WriteTable(w io.Writer, rs []Result, ref string) error {
 		if ref != "" {
 			x, p := "", ""
 			if b, ok := find(rs, ref, r); ok && r.System != ref {
-				x = fmt.Sprintf("%.1fx", b.OpsPerSec/r.OpsPerSec)
+				x = FormatRatio(b.OpsPerSec / r.OpsPerSec)
 				if b.P99 > 0 {
-					p = fmt.Sprintf("%.1fx", float64(r.P99)/float64(b.P99))
+					p = FormatRatio(float64(r.P99) / float64(b.P99))
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t", x, p)
@@ -62,6 +63,19 @@ func find(rs []Result, sys string, like Result) (Result, bool) {
 		}
 	}
 	return Result{}, false
+}
+
+// FormatRatio prints a ratio with as many digits as a reader needs: 0.45x,
+// 2.1x, 48x, 11,785x.
+func FormatRatio(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.2fx", v)
+	case v < 10:
+		return fmt.Sprintf("%.1fx", v)
+	default:
+		return thousands(int(math.Round(v))) + "x"
+	}
 }
 
 // FormatRate prints an operations-per-second figure with a unit: 12.3M,

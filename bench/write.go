@@ -32,16 +32,12 @@ func Write(ctx context.Context, cfg WriteConfig) ([]Result, error) {
 	if cfg.HeartbeatEntries <= 0 {
 		cfg.HeartbeatEntries = min(cfg.Entries, 10_000)
 	}
-	dir, err := cfg.workDir("write")
+	dir, d, err := cfg.setup("write")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg.progress("building %d entries...", cfg.Entries)
-	d, err := NewDataset(cfg.Entries, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
+	defer cfg.progressDone()
 	cfg.progress("filling a region with %d entries...", cfg.Entries)
 	w, _, err := FillRegion(d, dir, "write")
 	if err != nil {
@@ -53,7 +49,6 @@ func Write(ctx context.Context, cfg WriteConfig) ([]Result, error) {
 		cfg.progress("write: region %s, %d x %v...", wl.name, cfg.Run.Reps, cfg.Run.Duration)
 		reps, err := MeasureReps(ctx, wl.sys, d, 1, cfg.Run)
 		if err != nil {
-			cfg.progressDone()
 			return nil, fmt.Errorf("region %s: %w", wl.name, err)
 		}
 		for _, s := range reps {
@@ -68,11 +63,9 @@ func Write(ctx context.Context, cfg WriteConfig) ([]Result, error) {
 	}
 	hb, err := heartbeats(ctx, cfg, d)
 	if err != nil {
-		cfg.progressDone()
 		return nil, err
 	}
 	out = append(out, hb...)
-	cfg.progressDone()
 	return stamp(out, ThisMachine()), nil
 }
 

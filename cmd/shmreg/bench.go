@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ workloads:
   compare    the same lookups against map, shm, bbolt, center, redis and etcd
   write      upserts and deletes into a region; heartbeats absorbed by a center
   propagate  latency from a center's ack to visibility in every agent's region; fill time
+  plot       draw the chart of records saved with --json (--json in.json --plot out.png)
 
 Run 'shmreg bench <workload> --help' for its flags.`
 
@@ -46,8 +48,10 @@ func runBench(args []string) error {
 		return benchWrite(ctx, args[1:])
 	case "propagate":
 		return benchPropagate(ctx, args[1:])
+	case "plot":
+		return benchPlot(args[1:])
 	case "read-worker":
-		return bench.ReadWorker(ctx, args[1:], os.Stdout)
+		return bench.ReadWorker(ctx, args[1:], os.Stdin, os.Stdout)
 	}
 	fmt.Fprintln(os.Stderr, benchUsage)
 	return fmt.Errorf("unknown workload %q", args[0])
@@ -80,7 +84,7 @@ func newBenchFlags(name, about string, defClients int) *benchFlags {
 	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the shared random lookup order")
 	fs.StringVar(&f.cfg.Dir, "dir", "", "directory for regions and peers' data (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
 	fs.StringVar(&f.json, "json", "", "also write the results to this file as JSON")
-	fs.StringVar(&f.plot, "plot", "", "also write an SVG chart of ops/s and p99 by system to this file")
+	fs.StringVar(&f.plot, "plot", "", "also write a chart of ops/s and p99 by system to this file: PNG or SVG by its extension (.png, .svg)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress line on stderr")
 	return f
 }
@@ -94,6 +98,10 @@ func (f *benchFlags) parse(args []string) error {
 	}
 	if f.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
+	}
+	// Refuse a chart format before a run of minutes, not after.
+	if ext := strings.ToLower(filepath.Ext(f.plot)); f.plot != "" && ext != ".png" && ext != ".svg" {
+		return fmt.Errorf("--plot %s: the file name must end in .png or .svg", f.plot)
 	}
 	f.cfg.Run = bench.Run{Duration: f.duration, Warmup: f.warmup, Reps: f.reps}
 	if f.warmup == 0 {
@@ -146,6 +154,7 @@ func benchRead(ctx context.Context, args []string) error {
 	var rc bench.ReadConfig
 	f.fs.IntVar(&rc.Goroutines, "goroutines", 0, "largest number of reader goroutines (default GOMAXPROCS)")
 	f.fs.IntVar(&rc.Processes, "processes", 0, "largest number of reader processes (default GOMAXPROCS; -1 none)")
+	f.fs.BoolVar(&rc.Pin, "pin", false, "bind reader process i to CPU i mod cores (each runs with GOMAXPROCS=1)")
 	if err := f.parse(args); err != nil || f.helped(args) {
 		return err
 	}
@@ -221,4 +230,39 @@ func benchPropagate(ctx context.Context, args []string) error {
 		return err
 	}
 	return f.report(rs, "", "shmreg bench propagate")
+}
+
+// benchPlot redraws the chart of a run from its --json records.
+func benchPlot(args []string) error {
+	fs := flag.NewFlagSet("bench plot", flag.ContinueOnError)
+	in := fs.String("json", "", "records written by a bench workload's --json (required)")
+	out := fs.String("plot", "", "chart to write: PNG or SVG by its extension (required)")
+	title := fs.String("title", "", "chart title (default: shmreg bench and the records' workloads)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: shmreg bench plot --json in.json --plot out.png\n\nDraws the chart of records saved with --json.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *in == "" || *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("bench plot needs --json and --plot")
+	}
+	rs, err := bench.ReadJSON(*in)
+	if err != nil {
+		return err
+	}
+	if *title == "" {
+		*title = "shmreg bench"
+		if len(rs) > 0 && rs[0].Workload == "get" {
+			*title = "shmreg bench compare"
+		} else if len(rs) > 0 {
+			*title += " " + rs[0].Workload
+		}
+	}
+	return bench.WritePlotFile(*out, *title, rs)
 }
