@@ -262,6 +262,17 @@ func readProcessesOnce(ctx context.Context, cfg ReadConfig, region string, p int
 		}
 		children = append(children, child{cmd, stdin, bufio.NewReader(stdout)})
 	}
+	// A reader that hangs before it reports would hang the run: every
+	// reader is killed (and the reads below see EOF) when ctx ends or the
+	// run overstays its time by a minute.
+	killAll := func() {
+		for _, c := range children {
+			c.cmd.Process.Kill()
+		}
+	}
+	watchdog := time.AfterFunc(margin+cfg.Run.Warmup+cfg.Run.Duration+time.Minute, killAll)
+	defer watchdog.Stop()
+	defer context.AfterFunc(ctx, killAll)()
 	for _, c := range children {
 		line, err := c.out.ReadString('\n')
 		if err != nil || strings.TrimSpace(line) != "ready" {
