@@ -23,9 +23,10 @@ import (
 // released by the kernel when the process dies, so anyone can tell a dead
 // reader's slot from a live one with F_OFD_GETLK, whatever pid the kernel has
 // since handed out. A slot's epoch is written only by its owner, except that
-// the writer may store epochForced into a slot held past its lease; the owner
-// notices when it ends its read (the compare-and-swap back to 0 fails) and
-// reports ErrEvicted instead of what it read.
+// the writer may compare-and-swap epochForced into a slot held past its
+// lease; the owner finds the mark when it ends its read and reports
+// ErrEvicted instead of what it read. The writer frees a dead owner's slot
+// by a compare-and-swap of its owner token to 0.
 type control struct {
 	file  *os.File
 	mem   mmap.MMap

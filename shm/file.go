@@ -113,7 +113,7 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 	if size < minRegionSize(indexCap) {
 		size = minRegionSize(indexCap)
 	}
-	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
+	tmp := rebuildTemp(path, os.Getpid())
 	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
@@ -216,8 +216,9 @@ func replace(old, nm *mapping, path string) error {
 // removes the temporary files of rebuilds that died before they were
 // published. Only the writer (holding the control file's lock) calls it.
 func finishReplace(path string) error {
-	tmps, _ := filepath.Glob(globEscape(path) + ".tmp.*")
-	for _, t := range tmps {
+	tmps, _ := filepath.Glob(rebuildTemp(globEscape(path), -1))
+	ctlTmps, _ := filepath.Glob(globEscape(ctlPath(path)) + ".new-*")
+	for _, t := range append(tmps, ctlTmps...) {
 		_ = os.Remove(t)
 	}
 	link := supersedingPath(path)
@@ -242,15 +243,22 @@ func finishReplace(path string) error {
 		// Killed before the rename: the old file is still current.
 		return os.Remove(link)
 	}
-	old, err := openMapping(link, true)
-	if err == nil {
+	// An old file too damaged to map cannot be marked; its readers keep
+	// what they have. Dropping its second name beats refusing to write.
+	if old, err := openMapping(link, true); err == nil {
 		atomic.StoreUint64(&old.hdr.state, old.loadState()|stateSuperseded)
-		err = old.unmap()
-	}
-	if err != nil {
-		return fmt.Errorf("shm: mark %s superseded: %w", link, err)
+		_ = old.unmap()
 	}
 	return os.Remove(link)
+}
+
+// rebuildTemp is the name a rebuild of path builds its new file under,
+// before publishing it; pid -1 gives the glob pattern of every such name.
+func rebuildTemp(path string, pid int) string {
+	if pid < 0 {
+		return path + ".rebuild-*.tmp"
+	}
+	return path + ".rebuild-" + strconv.Itoa(pid) + ".tmp"
 }
 
 // globEscape quotes the pattern characters of a path for filepath.Glob.

@@ -415,8 +415,12 @@ func (r *Reader) Wait(ctx context.Context, seen uint32) (uint32, error) {
 	}
 }
 
-// Close releases the reader's slots and mappings. Slices obtained from View
-// or Scan must not be used after Close.
+// Close closes the reader: later reads fail with ErrClosed. Reads already
+// under way finish normally: their slots and mappings are released only
+// after the read lease has passed (so a concurrent read never touches
+// unmapped memory, and its slot is never handed to another process while it
+// still writes to it). Slices obtained from View or Scan must not be used
+// after Close.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -427,16 +431,22 @@ func (r *Reader) Close() error {
 	if r.sweeper != nil {
 		r.sweeper.Stop()
 	}
-	for i := range r.mine {
-		r.ctl.releaseSlot(i)
-	}
+	maps := []*mapping{r.cur.Swap(nil)}
 	for _, rm := range r.retired {
-		_ = rm.m.unmap()
+		maps = append(maps, rm.m)
 	}
-	m := r.cur.Swap(nil)
-	err := m.unmap()
-	if cerr := r.ctl.close(); err == nil {
-		err = cerr
-	}
-	return err
+	r.retired = nil
+	mine := r.mine
+	r.mine = map[int]bool{}
+	ctl := r.ctl
+	time.AfterFunc(r.lease, func() {
+		for i := range mine {
+			ctl.releaseSlot(i)
+		}
+		for _, m := range maps {
+			_ = m.unmap()
+		}
+		_ = ctl.close()
+	})
+	return nil
 }

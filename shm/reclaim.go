@@ -82,10 +82,17 @@ type reclaimer struct {
 	retiredBytes uint64
 	free         [2][numClasses][]uint64
 	stuck        map[int]stuckSlot
-	barrierErr   error // why the last pass could not run, if it could not
+	barrierErr   error  // why the last pass could not run, if it could not
+	reclaimAt    uint64 // retiredBytes at which the next unforced pass runs
+	// firstGen is the first generation of this writer's file when this
+	// writer built it (0 when it opened an existing file: it cannot tell
+	// which epochs belong to older files).
+	firstGen uint64
 }
 
-func newReclaimer() *reclaimer { return &reclaimer{stuck: map[int]stuckSlot{}} }
+func newReclaimer(firstGen uint64) *reclaimer {
+	return &reclaimer{stuck: map[int]stuckSlot{}, reclaimAt: reclaimEvery, firstGen: firstGen}
+}
 
 // retire records that the block at off, holding n bytes, became unreachable
 // during the current commit.
@@ -199,9 +206,11 @@ func (w *Writer) storeValue(value []byte) (uint64, error) {
 	return skiplist.Pair(off, uint64(len(value))), nil
 }
 
-// maybeReclaim runs a reclamation pass when enough memory waits.
+// maybeReclaim runs a reclamation pass when enough memory waits: another
+// reclaimEvery bytes since the last pass, so that a reader holding memory
+// back does not make every commit scan the slots.
 func (w *Writer) maybeReclaim() {
-	if w.rec.retiredBytes >= reclaimEvery {
+	if w.rec.retiredBytes >= w.rec.reclaimAt {
 		w.reclaim(false)
 	}
 }
@@ -213,10 +222,12 @@ func (w *Writer) reclaim(urgent bool) bool {
 	// the readers' plain epoch stores (membarrier.go). Without it nothing
 	// can be proven unreachable, so nothing is reused; compaction still
 	// reclaims everything when the region fills.
+	w.rec.reclaimAt = w.rec.retiredBytes + reclaimEvery
 	if err := writerBarrier(); err != nil {
 		w.rec.barrierErr = err
 		return false
 	}
+	w.rec.barrierErr = nil
 	oldest := w.oldestEpoch(urgent)
 	h := w.m.hdr
 	atomic.StoreUint64(&h.oldestEpoch, oldest)
@@ -234,6 +245,7 @@ func (w *Writer) reclaim(urgent bool) bool {
 	}
 	w.rec.retired = append(w.rec.retired[:0], w.rec.retired[n:]...)
 	h.retiredBytes = w.rec.retiredBytes
+	w.rec.reclaimAt = w.rec.retiredBytes + reclaimEvery
 	return n > 0
 }
 
@@ -241,6 +253,17 @@ func (w *Writer) reclaim(urgent bool) bool {
 // current generation + 1 if none holds one), reaping dead readers' slots and
 // forcing slots stuck past the lease on the way. urgent (the region is full)
 // forces stuck slots without waiting for the lease to run out twice.
+//
+// Slots that hold nothing back:
+//   - idle (epoch 0), or free (owner 0);
+//   - forced (FORCED set): the read outlived its lease and will discard what
+//     it read (ErrEvicted), so it may see reused memory;
+//   - reading an older file (epoch below this file's first generation):
+//     the writer never writes an older file, so nothing it reads is reused;
+//   - owned by a dead process (its OFD byte lock is gone). Such a slot is
+//     reaped by clearing its owner token with a compare-and-swap, which fails
+//     if a new reader claimed it meanwhile; its epoch is left for the new
+//     owner, whose reads begin after this pass's barrier anyway.
 func (w *Writer) oldestEpoch(urgent bool) uint64 {
 	c := w.ctl
 	h := w.m.hdr
@@ -253,15 +276,15 @@ func (w *Writer) oldestEpoch(urgent bool) uint64 {
 	now := time.Now()
 	for i := 0; i < c.slots; i++ {
 		s := c.slot(i)
-		if atomic.LoadUint64(&s.owner) == 0 {
+		owner := atomic.LoadUint64(&s.owner)
+		e := atomic.LoadUint64(&s.epoch)
+		if owner == 0 || e == 0 || e < w.rec.firstGen {
+			delete(w.rec.stuck, i)
 			continue
 		}
-		e := atomic.LoadUint64(&s.epoch)
-		if e == 0 || e&epochForced != 0 {
+		if e&epochForced != 0 {
 			delete(w.rec.stuck, i)
-			if e&epochForced != 0 && e&^epochForced < oldest {
-				oldest = e &^ epochForced
-			}
+			w.reapIfDead(i, owner)
 			continue
 		}
 		if e > need {
@@ -269,13 +292,8 @@ func (w *Writer) oldestEpoch(urgent bool) uint64 {
 			oldest = min(oldest, e)
 			continue
 		}
-		// This slot holds the oldest retired block back. If its owner died,
-		// clear its epoch (only if unchanged: a new owner that claimed the
-		// slot meanwhile publishes a current, different epoch).
-		if !c.slotOwnerAlive(i) {
-			if atomic.CompareAndSwapUint64(&s.epoch, e, 0) {
-				atomic.AddUint64(&c.hdr.slotsReaped, 1)
-			}
+		// This slot holds the oldest retired block back.
+		if w.reapIfDead(i, owner) {
 			delete(w.rec.stuck, i)
 			continue
 		}
@@ -291,12 +309,24 @@ func (w *Writer) oldestEpoch(urgent bool) uint64 {
 		if now.Sub(st.since) >= lease && atomic.CompareAndSwapUint64(&s.epoch, e, epochForced|gen) {
 			atomic.AddUint64(&c.hdr.slotsForced, 1)
 			delete(w.rec.stuck, i)
-			oldest = min(oldest, gen)
 			continue
 		}
 		oldest = min(oldest, e)
 	}
 	return oldest
+}
+
+// reapIfDead reports whether slot i's owner (whose token was owner) is
+// dead, and if so frees the slot.
+func (w *Writer) reapIfDead(i int, owner uint64) bool {
+	c := w.ctl
+	if c.slotOwnerAlive(i) {
+		return false
+	}
+	if atomic.CompareAndSwapUint64(&c.slot(i).owner, owner, 0) {
+		atomic.AddUint64(&c.hdr.slotsReaped, 1)
+	}
+	return true
 }
 
 // classSize is the block size of a class.

@@ -14,7 +14,7 @@ type Stat struct {
 	UsedBytes     uint64    `json:"used_bytes"`     // header + allocated pool bytes (both ends)
 	FreeBytes     uint64    `json:"free_bytes"`     // pool bytes between the two cursors
 	LiveBytes     uint64    `json:"live_bytes"`     // key + value bytes of live entries
-	GarbageBytes  uint64    `json:"garbage_bytes"`  // retired bytes not reusable yet
+	GarbageBytes  uint64    `json:"garbage_bytes"`  // unreachable bytes: retired, reusable, and blocks too large to reuse
 	Entries       uint64    `json:"entries"`        // live keys
 	Generation    uint64    `json:"generation"`     // commits made
 	IndexSlots    uint64    `json:"index_slots"`    // capacity of the point-lookup table

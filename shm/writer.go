@@ -79,7 +79,7 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		ctl.close()
 		return nil, err
 	}
-	if err := w.use(m); err != nil {
+	if err := w.use(m, 0); err != nil {
 		m.unmap()
 		ctl.close()
 		return nil, err
@@ -104,12 +104,18 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 func ctlPerm(p os.FileMode) os.FileMode { return p | (p&0o444)>>1 }
 
 // use makes m the writer's current mapping.
-func (w *Writer) use(m *mapping) error {
+func (w *Writer) use(m *mapping, firstGen uint64) error {
 	l, err := skiplist.NewWriter(m.mem, headerSize, m.hdr.head, w, uint64(time.Now().UnixNano()))
 	if err != nil {
 		return err
 	}
-	w.m, w.list, w.rec = m, l, newReclaimer()
+	w.m, w.list, w.rec = m, l, newReclaimer(firstGen)
+	// The free lists are this writer's own: whatever a previous writer
+	// counted as retired or reusable is plain garbage now (a rebuild
+	// recovers it).
+	h := m.hdr
+	h.retiredBytes, h.reusableBytes = 0, 0
+	clear(h.freeByClass[:])
 	return nil
 }
 
@@ -475,7 +481,7 @@ func (w *Writer) compact(extra uint64) error {
 		_ = nm.unmap()
 		return err
 	}
-	if err := w.use(nm); err != nil {
+	if err := w.use(nm, atomic.LoadUint64(&nm.hdr.generation)); err != nil {
 		return err
 	}
 	return old.unmap()

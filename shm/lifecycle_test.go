@@ -1,0 +1,173 @@
+package shm
+
+import (
+	"bufio"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestForcedThenDeadReaderIsReaped: a reader forced past its lease and then
+// killed (SIGKILL) leaves a FORCED slot with a dead owner; the writer reaps
+// it and reuse goes on.
+func TestForcedThenDeadReaderIsReaped(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, Size: 4 << 20, ReadLease: 200 * time.Millisecond}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	churn(t, w, 500, 1)
+	cmd, out := spawn(t, "stuck-reader", dir, "")
+	br := bufio.NewReader(out)
+	if l, _ := br.ReadString('\n'); l != "read\n" {
+		t.Fatalf("child said %q", l)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for w.Stat().SlotsForced == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never forced")
+		}
+		churn(t, w, 500, 1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	st0 := w.Stat()
+	t.Logf("after kill: gen %d oldest %d retired %d reusable %d compactions %d", st0.Generation, st0.OldestReaderEpoch, st0.RetiredBytes, st0.ReusableBytes, st0.Compactions)
+	for i := 0; i < 60; i++ {
+		churn(t, w, 500, 1)
+	}
+	st := w.Stat()
+	t.Logf("60 rounds later: gen %d oldest %d retired %d reusable %d compactions %d reaped %d readersLive %d", st.Generation, st.OldestReaderEpoch, st.RetiredBytes, st.ReusableBytes, st.Compactions, st.SlotsReaped, st.ReadersLive)
+	if st.SlotsReaped == 0 {
+		t.Errorf("the dead reader's slot was never reaped: %+v", st)
+	}
+	if st.OldestReaderEpoch+30 < st.Generation {
+		t.Errorf("reuse stalled by a dead reader's forced slot: oldest epoch %d, generation %d, compactions %d->%d", st.OldestReaderEpoch, st.Generation, st0.Compactions, st.Compactions)
+	}
+}
+
+// TestCloseWhileReading: closing a reader while other goroutines read
+// through it neither crashes (reads in flight keep their mappings until the
+// lease passes) nor fails them with anything but ErrClosed.
+func TestCloseWhileReading(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20}
+	w, r := openPair(t, opts)
+	churn(t, w, 100, 1)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := r.Get([]byte("k00001")); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrCorrupt) {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	r.Close()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+}
+
+// TestForcedSlotHoldsNothingBack: a read stuck in a View callback is forced
+// once; from then on its slot holds nothing back (the read will discard
+// what it read), so memory retired later is still reused while it stays
+// stuck.
+func TestForcedSlotHoldsNothingBack(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 500, 1)
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- r.View([]byte("k00001"), func(v []byte) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stat().SlotsForced == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never forced")
+		}
+		churn(t, w, 500, 1)
+		time.Sleep(10 * time.Millisecond)
+	}
+	st0 := w.Stat()
+	for i := 0; i < 40; i++ {
+		churn(t, w, 500, 1)
+		time.Sleep(10 * time.Millisecond) // 4 leases in all
+	}
+	st := w.Stat()
+	close(release)
+	<-errc
+	t.Logf("forced at gen ~%d (oldest %d); 40 commits later gen %d oldest %d retired %d reusable %d compactions %d->%d forced %d",
+		st0.Generation, st0.OldestReaderEpoch, st.Generation, st.OldestReaderEpoch, st.RetiredBytes, st.ReusableBytes, st0.Compactions, st.Compactions, st.SlotsForced)
+	if st.OldestReaderEpoch+20 < st.Generation {
+		t.Errorf("a forced slot still pins reuse: oldest %d, generation %d", st.OldestReaderEpoch, st.Generation)
+	}
+}
+
+// TestSplitDecomposesIntoClasses: a block of any class split for any
+// smaller class leaves a remainder made of whole, aligned class-sized pieces.
+func TestSplitDecomposesIntoClasses(t *testing.T) {
+	for want := 0; want < numClasses; want++ {
+		for c := want; c < numClasses; c++ {
+			size, w := classSize(c), classSize(want)
+			at, rest := w, size-w
+			for rest > 0 {
+				pc := largestClassWithin(rest)
+				ps := classSize(pc)
+				if pc < 0 || ps > rest || ps%8 != 0 || at%8 != 0 {
+					t.Fatalf("split %d from %d: piece class %d size %d rest %d", w, size, pc, ps, rest)
+				}
+				at += ps
+				rest -= ps
+			}
+			if at != size {
+				t.Fatalf("split %d from %d ends at %d", w, size, at)
+			}
+		}
+	}
+}
+
+// TestReopenedWriterStartsWithEmptyFreeLists: a writer's free lists live in
+// its memory, so a new writer reports none of the last writer's.
+func TestReopenedWriterStartsWithEmptyFreeLists(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: time.Hour}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	churn(t, w, 300, 8)
+	st := w.Stat()
+	w.Close()
+	w2, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	st2 := w2.Stat()
+	t.Logf("before close: reusable %d retired %d garbage %d live %d; reopened: reusable %d classes %d retired %d compactions %d->%d",
+		st.ReusableBytes, st.RetiredBytes, st.GarbageBytes, st.LiveBytes, st2.ReusableBytes, len(st2.FreeByClass), st2.RetiredBytes, st.Compactions, st2.Compactions)
+	if st2.Compactions == st.Compactions && (st2.ReusableBytes != 0 || st2.RetiredBytes != 0) {
+		t.Errorf("a reopened writer reports the last writer's free lists: reusable %d, retired %d, but its own lists are empty", st2.ReusableBytes, st2.RetiredBytes)
+	}
+}
