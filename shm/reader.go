@@ -416,15 +416,15 @@ func (r *Reader) Wait(ctx context.Context, seen uint32) (uint32, error) {
 }
 
 // Close closes the reader: later reads fail with ErrClosed. Reads already
-// under way finish normally: their slots and mappings are released only
-// after the read lease has passed (so a concurrent read never touches
-// unmapped memory, and its slot is never handed to another process while it
-// still writes to it). Slices obtained from View or Scan must not be used
-// after Close.
+// under way finish normally: the slots they hold and the mappings are
+// released only after the read lease has passed (so a concurrent read never
+// touches unmapped memory, and its slot is never handed to another process
+// while it still writes to it). Slots of idle handles go back at once.
+// Slices obtained from View or Scan must not be used after Close.
 func (r *Reader) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
@@ -436,11 +436,32 @@ func (r *Reader) Close() error {
 		maps = append(maps, rm.m)
 	}
 	r.retired = nil
-	mine := r.mine
+	r.mu.Unlock()
+
+	// A handle in the pool is not in use by any read: its slot can go
+	// back now. (With the reader closed, the pool's New returns nil once
+	// the pool is empty.)
+	var idle []int
+	for {
+		h, _ := r.handles.Get().(*readHandle)
+		if h == nil {
+			break
+		}
+		idle = append(idle, h.i)
+	}
+	r.mu.Lock()
+	for _, i := range idle {
+		if r.mine[i] {
+			r.ctl.releaseSlot(i)
+			delete(r.mine, i)
+		}
+	}
+	busy := r.mine
 	r.mine = map[int]bool{}
 	ctl := r.ctl
+	r.mu.Unlock()
 	time.AfterFunc(r.lease, func() {
-		for i := range mine {
+		for i := range busy {
 			ctl.releaseSlot(i)
 		}
 		for _, m := range maps {
