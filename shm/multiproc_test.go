@@ -61,6 +61,8 @@ func runChild(role, dir, arg string) error {
 		fmt.Println("read")
 		time.Sleep(time.Minute)
 		return nil
+	case "nospace":
+		return childNoSpace(dir)
 	case "soak-reader":
 		n, _ := strconv.Atoi(arg)
 		return childSoakReader(opts, n)
