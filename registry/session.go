@@ -447,11 +447,13 @@ func (s *session) sendPush(subID uint64, b *pushBatch) error {
 		if !s.out.waitRoom(maxOutBytes / 4) {
 			return ErrClosed
 		}
+		// Counted before the send, so that a subscriber that has the frame
+		// can rely on the count including it.
+		s.c.metrics.pushes.Inc()
+		s.c.metrics.pushedRecords.Add(float64(len(ch)))
 		if err := s.send(msgPush, 0, m); err != nil {
 			return err
 		}
-		s.c.metrics.pushes.Inc()
-		s.c.metrics.pushedRecords.Add(float64(len(ch)))
 	}
 	return nil
 }
