@@ -32,24 +32,8 @@ type cReader struct {
 func startCReader(t *testing.T, bin, want string, args ...string) *cReader {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	c := &cReader{cmd, stdin, bufio.NewReader(out)}
-	if l, err := c.out.ReadString('\n'); l != want+"\n" {
-		t.Fatalf("C reader %v said %q (%v)", args, l, err)
-	}
-	return c
+	stdin, out := startPiped(t, cmd, want)
+	return &cReader{cmd, stdin, out}
 }
 
 // stop closes the reader's stdin and returns its read and eviction counts;
@@ -188,16 +172,7 @@ func TestCReaderKilledInSectionIsReaped(t *testing.T) {
 	}
 	c.cmd.Process.Kill()
 	c.cmd.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for w.Stat().SlotsReaped == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the dead C reader's slot was never reaped: %+v", w.Stat())
-		}
-		churn(t, w, 500, 1)
-	}
-	if st := w.Stat(); st.ReusableBytes == 0 && len(st.FreeByClass) == 0 {
-		t.Fatalf("nothing became reusable after the reap: %+v", st)
-	}
+	churnUntilReaped(t, w)
 }
 
 // TestCReaderIdleHoldsNothing: a C reader that read once and sits idle, its

@@ -1,7 +1,6 @@
 package shm
 
 import (
-	"bufio"
 	"errors"
 	"sync"
 	"testing"
@@ -12,27 +11,8 @@ import (
 // killed (SIGKILL) leaves a FORCED slot with a dead owner; the writer reaps
 // it and reuse goes on.
 func TestForcedThenDeadReaderIsReaped(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{Dir: dir, Size: 4 << 20, ReadLease: 200 * time.Millisecond}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	churn(t, w, 500, 1)
-	cmd, out := spawn(t, "stuck-reader", dir, "")
-	br := bufio.NewReader(out)
-	if l, _ := br.ReadString('\n'); l != "read\n" {
-		t.Fatalf("child said %q", l)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for w.Stat().SlotsForced == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never forced")
-		}
-		churn(t, w, 500, 1)
-		time.Sleep(20 * time.Millisecond)
-	}
+	w, cmd := writerWithReaderProcess(t, "stuck-reader", 200*time.Millisecond)
+	churnUntilForced(t, w)
 	cmd.Process.Kill()
 	cmd.Wait()
 	st0 := w.Stat()
@@ -91,33 +71,15 @@ func TestForcedSlotHoldsNothingBack(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
 	w, r := openPair(t, opts)
 	churn(t, w, 500, 1)
-	inside := make(chan struct{})
-	release := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() {
-		errc <- r.View([]byte("k00001"), func(v []byte) error {
-			close(inside)
-			<-release
-			return nil
-		})
-	}()
-	<-inside
-	deadline := time.Now().Add(10 * time.Second)
-	for w.Stat().SlotsForced == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never forced")
-		}
-		churn(t, w, 500, 1)
-		time.Sleep(10 * time.Millisecond)
-	}
+	finish := blockInView(t, r, "k00001")
+	churnUntilForced(t, w)
 	st0 := w.Stat()
 	for i := 0; i < 40; i++ {
 		churn(t, w, 500, 1)
 		time.Sleep(10 * time.Millisecond) // 4 leases in all
 	}
 	st := w.Stat()
-	close(release)
-	<-errc
+	finish()
 	t.Logf("forced at gen ~%d (oldest %d); 40 commits later gen %d oldest %d retired %d reusable %d compactions %d->%d forced %d",
 		st0.Generation, st0.OldestReaderEpoch, st.Generation, st.OldestReaderEpoch, st.RetiredBytes, st.ReusableBytes, st0.Compactions, st.Compactions, st.SlotsForced)
 	if st.OldestReaderEpoch+20 < st.Generation {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -119,27 +120,9 @@ func TestStuckReaderIsEvicted(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
 	w, r := openPair(t, opts)
 	churn(t, w, 500, 1)
-	inside := make(chan struct{})
-	release := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() {
-		errc <- r.View([]byte("k00001"), func(v []byte) error {
-			close(inside)
-			<-release
-			return nil
-		})
-	}()
-	<-inside
-	deadline := time.Now().Add(10 * time.Second)
-	for w.Stat().SlotsForced == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stuck reader was never forced")
-		}
-		churn(t, w, 500, 1)
-		time.Sleep(10 * time.Millisecond)
-	}
-	close(release)
-	if err := <-errc; !errors.Is(err, ErrEvicted) {
+	finish := blockInView(t, r, "k00001")
+	churnUntilForced(t, w)
+	if err := finish(); !errors.Is(err, ErrEvicted) {
 		t.Fatalf("stuck View returned %v, want ErrEvicted", err)
 	}
 	// The reader is usable again afterwards.
@@ -152,19 +135,7 @@ func TestStuckReaderIsEvicted(t *testing.T) {
 // of a read, so that its slot holds an old epoch, does not hold memory back:
 // the writer sees its byte lock gone and clears the slot.
 func TestDeadReaderIsReaped(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{Dir: dir, Size: 4 << 20, ReadLease: time.Hour}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	churn(t, w, 500, 1)
-	cmd, out := spawn(t, "stuck-reader", dir, "")
-	br := bufio.NewReader(out)
-	if l, _ := br.ReadString('\n'); l != "read\n" {
-		t.Fatalf("child said %q", l)
-	}
+	w, cmd := writerWithReaderProcess(t, "stuck-reader", time.Hour)
 	// While the child is alive and inside its read, nothing retired after
 	// its epoch may be reused.
 	before := w.Stat().ReusableBytes
@@ -174,10 +145,17 @@ func TestDeadReaderIsReaped(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
+	churnUntilReaped(t, w)
+}
+
+// churnUntilReaped rewrites entries until the writer has reaped a dead
+// reader's slot, and checks that memory became reusable.
+func churnUntilReaped(t *testing.T, w *Writer) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for w.Stat().SlotsReaped == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("dead reader's slot never reaped: %+v", w.Stat())
+			t.Fatalf("the dead reader's slot was never reaped: %+v", w.Stat())
 		}
 		churn(t, w, 500, 1)
 	}
@@ -190,20 +168,7 @@ func TestDeadReaderIsReaped(t *testing.T) {
 // sits idle does not hold memory reuse back, even with a lease far longer
 // than the test: its slot returns to 0 when each read ends.
 func TestIdleReaderHoldsNothing(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{Dir: dir, Size: 4 << 20, ReadLease: time.Hour}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	churn(t, w, 500, 1)
-	cmd, out := spawn(t, "idle-reader", dir, "")
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	br := bufio.NewReader(out)
-	if l, _ := br.ReadString('\n'); l != "read\n" {
-		t.Fatalf("child said %q", l)
-	}
+	w, _ := writerWithReaderProcess(t, "idle-reader", time.Hour)
 	before := w.Stat()
 	churn(t, w, 500, 4)
 	st := w.Stat()
@@ -279,4 +244,57 @@ func TestFreeBlocksOfOtherClassesAreSplit(t *testing.T) {
 	if rep, err := Fsck("r", opts); err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("Fsck: %v %q", err, rep.Problems)
 	}
+}
+
+// blockInView starts a View of key that stays inside its callback, waits
+// until it is there, and returns a function that lets it finish and returns
+// its error.
+func blockInView(t *testing.T, r *Reader, key string) (finish func() error) {
+	t.Helper()
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- r.View([]byte(key), func(v []byte) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	return func() error { close(release); return <-errc }
+}
+
+// churnUntilForced rewrites entries until the writer has forced a reader
+// slot free.
+func churnUntilForced(t *testing.T, w *Writer) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for w.Stat().SlotsForced == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no reader slot was ever forced")
+		}
+		churn(t, w, 500, 1)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writerWithReaderProcess opens a writer on a fresh region of 500 entries
+// and starts a reader process in role (one that says "read" once it has
+// read), killed at the end of the test.
+func writerWithReaderProcess(t *testing.T, role string, lease time.Duration) (*Writer, *exec.Cmd) {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := OpenWriter("r", Options{Dir: dir, Size: 4 << 20, ReadLease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	churn(t, w, 500, 1)
+	cmd, out := spawn(t, role, dir, "")
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if l, _ := bufio.NewReader(out).ReadString('\n'); l != "read\n" {
+		t.Fatalf("child said %q", l)
+	}
+	return w, cmd
 }

@@ -86,26 +86,35 @@ func startSoakReaders(tb testing.TB, dir string, n, count int) []soakReader {
 	for i := 0; i < count; i++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=soak-reader", "SHMREG_CHILD_DIR="+dir, "SHMREG_CHILD_ARG="+strconv.Itoa(n))
-		cmd.Stderr = os.Stderr
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		r := soakReader{cmd, stdin, bufio.NewReader(out)}
-		if l, err := r.out.ReadString('\n'); l != "ready\n" {
-			tb.Fatalf("soak reader said %q (%v)", l, err)
-		}
-		rs = append(rs, r)
+		stdin, out := startPiped(tb, cmd, "ready")
+		rs = append(rs, soakReader{cmd, stdin, out})
 	}
 	return rs
+}
+
+// startPiped starts cmd with its stdin and stdout piped (its stderr goes to
+// ours), kills it when the test ends, and waits for its first line, which
+// must be want.
+func startPiped(tb testing.TB, cmd *exec.Cmd, want string) (io.WriteCloser, *bufio.Reader) {
+	tb.Helper()
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	if l, err := out.ReadString('\n'); l != want+"\n" {
+		tb.Fatalf("%s said %q (%v), want %q", cmd.Path, l, err, want)
+	}
+	return stdin, out
 }
 
 // stop ends a reader and returns how many reads it made; a reader that saw
