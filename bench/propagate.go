@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
 )
@@ -22,6 +22,31 @@ type PropagateConfig struct {
 	// Rate is registrations per second, spread evenly over both centers.
 	// Default 500.
 	Rate int
+	// AgentCmd makes the command of one agent process given the flags of
+	// `shmreg agent` (--centers, --region, --subscribe, --region-size,
+	// --log-level): cmd/shmreg runs itself as `shmreg agent`, tests
+	// re-execute the test binary. Each agent is then a process of its
+	// own, as on its own host. Nil runs the agents in this process, where
+	// they share its heap, and its garbage collector's pauses, with the
+	// centers and the harness (see docs/BENCHMARKS.md).
+	AgentCmd func(args []string) *exec.Cmd
+}
+
+// agentSystem is the System of the propagate results: "agent" for agent
+// processes, "agent-inproc" for agents in this process.
+func (c PropagateConfig) agentSystem() string {
+	if c.AgentCmd == nil {
+		return agentName + "-inproc"
+	}
+	return agentName
+}
+
+// agentWhere says where the agents ran, for the results' notes.
+func (c PropagateConfig) agentWhere() string {
+	if c.AgentCmd == nil {
+		return "agents in the harness's process"
+	}
+	return "each agent its own process"
 }
 
 // Propagate starts a mirrored pair of centers holding cfg.Entries
@@ -31,8 +56,10 @@ type PropagateConfig struct {
 // from a registration's acknowledgment at a center to its visibility in
 // every agent's region, while registrations arrive at cfg.Rate.
 //
-// The agents are real agents (package agent) running in this
-// process, each with its own region; results are labelled "agent".
+// The agents are real agents (package agent), each with its own region:
+// with cfg.AgentCmd each is a process of its own (results labelled
+// "agent"), otherwise they run in this process ("agent-inproc"). The
+// harness itself only opens readers on their regions.
 func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.Agents <= 0 {
@@ -125,13 +152,15 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 		name := fmt.Sprintf("fill-%d", rep)
 		opts := shm.Options{Dir: dir} // the default size, as an agent would start
 		t0 := time.Now()
-		a, err := startAgent(ctx, []string{addr}, name, opts)
+		a, err := startAgent(ctx, cfg, []string{addr}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
-		err = waitLen(ctx, opts, name, cfg.Entries)
+		actx, done := whileRunning(ctx, a)
+		err = waitLen(actx, opts, name, cfg.Entries)
 		el := time.Since(t0)
-		if cerr := stopAgent(a); err == nil {
+		done()
+		if cerr := a.stop(); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -143,11 +172,11 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 	}
 	med := median(times)
 	r := Result{
-		System: agentName, Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
+		System: cfg.agentSystem(), Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
 		OpsPerSec: float64(cfg.Entries) / time.Duration(med).Seconds(),
 		P50:       med, P99: slices.Max(times), P999: slices.Max(times), Max: slices.Max(times),
-		Note: fmt.Sprintf("time from dial to %d entries readable in a fresh region: median %v of %d (p50 = median, p99/max = worst); ops/s = entries per second",
-			cfg.Entries, time.Duration(med).Round(time.Millisecond), len(times)),
+		Note: fmt.Sprintf("time from the agent's start (%s) to %d entries readable in its fresh region: median %v of %d (p50 = median, p99/max = worst); ops/s = entries per second",
+			cfg.agentWhere(), cfg.Entries, time.Duration(med).Round(time.Millisecond), len(times)),
 	}
 	return r, nil
 }
@@ -164,7 +193,7 @@ func waitLen(ctx context.Context, opts shm.Options, name string, n int) error {
 			return err
 		}
 		if r == nil && !sleepCtx(ctx, time.Millisecond) {
-			return ctx.Err()
+			return fmt.Errorf("fill: no region: %w", context.Cause(ctx))
 		}
 	}
 	defer r.Close()
@@ -180,6 +209,9 @@ func waitLen(ctx context.Context, opts shm.Options, name string, n int) error {
 		_, err := r.Wait(wctx, seq)
 		wcancel()
 		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
+				return fmt.Errorf("fill: %d of %d entries: %w", r.Len(), n, cause)
+			}
 			return fmt.Errorf("fill: %d of %d entries after 2m", r.Len(), n)
 		}
 		_ = err // a timeout only means: look again
@@ -198,21 +230,24 @@ type registration struct {
 // acknowledgment until the last agent's region shows it.
 func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, addrs []string) (Result, error) {
 	opts := shm.Options{Dir: dir, Size: regionSize(&Dataset{Keys: make([][]byte, cfg.Entries+cfg.Rate*60), Values: make([][]byte, cfg.Entries+cfg.Rate*60)}) + int64(cfg.Entries)*256}
-	var agents []*agent.Agent
+	var agents []runningAgent
 	defer func() {
 		for _, a := range agents {
-			stopAgent(a)
+			a.stop()
 		}
 	}()
 	for i := range cfg.Agents {
 		name := fmt.Sprintf("agent-%d", i)
 		cfg.progress("propagate: %d agents filling their regions (%d/%d)...", cfg.Agents, i+1, cfg.Agents)
-		a, err := startAgent(ctx, []string{addrs[i%2], addrs[(i+1)%2]}, name, opts)
+		a, err := startAgent(ctx, cfg, []string{addrs[i%2], addrs[(i+1)%2]}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
 		agents = append(agents, a)
-		if err := waitLen(ctx, opts, name, cfg.Entries); err != nil {
+		actx, done := whileRunning(ctx, a)
+		err = waitLen(actx, opts, name, cfg.Entries)
+		done()
+		if err != nil {
 			return Result{}, err
 		}
 	}
@@ -245,14 +280,21 @@ func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, add
 	if regErr != nil {
 		return Result{}, regErr
 	}
+	for i, a := range agents {
+		select {
+		case <-a.exited():
+			return Result{}, fmt.Errorf("agent %d stopped during the run: %w", i, a.err())
+		default:
+		}
+	}
 	h, missing, early := v.latencies()
 	nregs := len(v.regs)
 	r := Result{
-		System: agentName, Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
+		System: cfg.agentSystem(), Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
 		OpsPerSec: float64(nregs) / cfg.Run.Duration.Seconds(),
 		P50:       h.Quantile(0.5), P99: h.Quantile(0.99), P999: h.Quantile(0.999), Max: h.Max, Samples: h.N,
-		Note: fmt.Sprintf("ack at a center → visible in all %d agents' regions (half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = agents",
-			cfg.Agents, nregs, missing, early),
+		Note: fmt.Sprintf("ack at a center → visible in all %d agents' regions (%s; half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = agents",
+			cfg.Agents, cfg.agentWhere(), nregs, missing, early),
 	}
 	if missing > 0 {
 		r.Status = fmt.Sprintf("%d of %d registrations never reached every region", missing, nregs)
