@@ -2,13 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shmreg/shmreg/agent"
@@ -31,6 +26,11 @@ type runningAgent interface {
 	stop() error
 }
 
+var (
+	_ runningAgent = (*child)(nil)
+	_ runningAgent = (*inProcessAgent)(nil)
+)
+
 // startAgent starts an agent that follows centers (the first, failing over
 // to the next) into a new region called name, subscribed to every service
 // instance. With cfg.AgentCmd it is an agent process, otherwise an agent
@@ -48,57 +48,7 @@ func startAgent(ctx context.Context, cfg PropagateConfig, centers []string, name
 	if opts.Size > 0 {
 		args = append(args, "--region-size", strconv.FormatInt(opts.Size, 10))
 	}
-	cmd := cfg.AgentCmd(args)
-	// A session of its own, as an agent on its own host would be (see
-	// readProcessesOnce), and killed if the harness dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start agent process: %w", err)
-	}
-	p := &agentProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// agentProcess is an agent running as a process of its own.
-type agentProcess struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error // cmd.Wait's result, set before done is closed
-}
-
-func (p *agentProcess) exited() <-chan struct{} { return p.done }
-
-func (p *agentProcess) err() error {
-	if p.waitErr == nil {
-		return errors.New("agent process exited")
-	}
-	return fmt.Errorf("agent process: %w", p.waitErr)
-}
-
-// stop asks the agent to shut down (SIGTERM: it closes its region cleanly
-// and exits 0) and kills it if it has not exited within 5s.
-func (p *agentProcess) stop() error {
-	select {
-	case <-p.done:
-		return p.err() // it had stopped by itself: that is a failure
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.waitErr
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-		return errors.New("agent process did not stop within 5s of SIGTERM; killed")
-	}
+	return startChild(cfg.AgentCmd(args), "agent")
 }
 
 // inProcessAgent is an agent from package agent in this process.

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shmreg/shmreg/agent"
+	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
 
 	"go.uber.org/goleak"
@@ -26,6 +28,10 @@ const workerEnv = "SHMREG_BENCH_TEST_WORKER"
 // agentEnv selects the agent-process role of the test binary: its value is
 // the JSON-encoded flags that `shmreg agent` would get (see runTestAgent).
 const agentEnv = "SHMREG_BENCH_TEST_AGENT"
+
+// centerEnv selects the center-process role: the JSON-encoded flags that
+// `shmreg center` would get (see runTestCenter).
+const centerEnv = "SHMREG_BENCH_TEST_CENTER"
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(workerEnv); v != "" {
@@ -43,6 +49,13 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(agentEnv); v != "" {
 		if err := runTestAgent(v); err != nil {
 			fmt.Fprintln(os.Stderr, "agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if v := os.Getenv(centerEnv); v != "" {
+		if err := runTestCenter(v); err != nil {
+			fmt.Fprintln(os.Stderr, "center:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -65,10 +78,16 @@ func testWorker(args []string) *exec.Cmd {
 
 // testAgent re-executes the test binary as an agent process, standing in
 // for `shmreg agent` (which this package cannot import).
-func testAgent(args []string) *exec.Cmd {
+func testAgent(args []string) *exec.Cmd { return testRole(agentEnv, args) }
+
+// testCenter re-executes the test binary as a center process, standing in
+// for `shmreg center`.
+func testCenter(args []string) *exec.Cmd { return testRole(centerEnv, args) }
+
+func testRole(env string, args []string) *exec.Cmd {
 	b, _ := json.Marshal(args)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), agentEnv+"="+string(b))
+	cmd.Env = append(os.Environ(), env+"="+string(b))
 	return cmd
 }
 
@@ -102,4 +121,40 @@ func runTestAgent(jsonArgs string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return a.Run(ctx)
+}
+
+// runTestCenter runs a center from the flags of `shmreg center` that the
+// propagate workload passes, until SIGTERM, as `shmreg center` does.
+func runTestCenter(jsonArgs string) error {
+	var args []string
+	if err := json.Unmarshal([]byte(jsonArgs), &args); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("center", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var opts registry.CenterOptions
+	fs.StringVar(&opts.Listen, "listen", "", "")
+	fs.StringVar(&opts.Peer, "peer", "", "")
+	fs.StringVar(&opts.DataDir, "data", "", "")
+	fs.Float64Var(&opts.SelfPreservation, "self-preservation", 0, "")
+	fs.String("log-level", "", "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	c, err := registry.NewCenter(opts)
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.Shutdown(sctx)
 }

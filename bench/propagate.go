@@ -30,23 +30,36 @@ type PropagateConfig struct {
 	// they share its heap, and its garbage collector's pauses, with the
 	// centers and the harness (see docs/BENCHMARKS.md).
 	AgentCmd func(args []string) *exec.Cmd
+	// CenterCmd makes the command of one center process given the flags
+	// of `shmreg center` (--listen, --peer, --data, --self-preservation,
+	// --log-level), as AgentCmd does for agents. Nil runs both centers in
+	// memory in this process.
+	CenterCmd func(args []string) *exec.Cmd
 }
 
-// agentSystem is the System of the propagate results: "agent" for agent
-// processes, "agent-inproc" for agents in this process.
+// agentSystem is the System of the propagate results: "agent" when the
+// agents and the centers are processes of their own, "agent-inproc" when
+// the agents run in this process, "agent-centers-inproc" when only the
+// centers do.
 func (c PropagateConfig) agentSystem() string {
-	if c.AgentCmd == nil {
+	switch {
+	case c.AgentCmd == nil:
 		return agentName + "-inproc"
+	case c.CenterCmd == nil:
+		return agentName + "-centers-inproc"
 	}
 	return agentName
 }
 
-// agentWhere says where the agents ran, for the results' notes.
+// agentWhere says where the agents and centers ran, for the results' notes.
 func (c PropagateConfig) agentWhere() string {
-	if c.AgentCmd == nil {
-		return "agents in the harness's process"
+	where := func(cmd func([]string) *exec.Cmd, what string) string {
+		if cmd == nil {
+			return what + " in the harness's process"
+		}
+		return "each " + what[:len(what)-1] + " its own process"
 	}
-	return "each agent its own process"
+	return where(c.AgentCmd, "agents") + ", " + where(c.CenterCmd, "centers")
 }
 
 // Propagate starts a mirrored pair of centers holding cfg.Entries
@@ -57,9 +70,10 @@ func (c PropagateConfig) agentWhere() string {
 // every agent's region, while registrations arrive at cfg.Rate.
 //
 // The agents are real agents (package agent), each with its own region:
-// with cfg.AgentCmd each is a process of its own (results labelled
-// "agent"), otherwise they run in this process ("agent-inproc"). The
-// harness itself only opens readers on their regions.
+// with cfg.AgentCmd each is a process of its own, otherwise they run in
+// this process; the same for the centers with cfg.CenterCmd (see
+// agentSystem for the results' labels). With both, the harness itself
+// only registers and opens readers on the agents' regions.
 func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.Agents <= 0 {
@@ -74,20 +88,17 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	defer cfg.progressDone()
-	a, b, err := startPair(ctx)
+	pair, err := startPair(ctx, cfg, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer StopCenter(b)
-	defer StopCenter(a)
-	addrs := []string{a.Addr().String(), b.Addr().String()}
+	defer pair.stop()
+	addrs := pair.addrs
 	cfg.progress("propagate: registering %d instances...", cfg.Entries)
 	if err := RegisterAll(ctx, addrs[0], 0, cfg.Entries, 16); err != nil {
 		return nil, err
 	}
-	// Wait until the peer holds them too, so that every agent starts
-	// from the same state.
-	if err := waitRev(ctx, b, a); err != nil {
+	if err := pair.waitPeer(ctx); err != nil {
 		return nil, err
 	}
 
@@ -101,46 +112,11 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := pair.died(); err != nil {
+		return nil, fmt.Errorf("propagate: a center stopped during the run: %w", err)
+	}
 	out = append(out, lat)
 	return stamp(out, ThisMachine()), nil
-}
-
-// startPair starts two in-memory centers mirroring each other on loopback.
-func startPair(ctx context.Context) (a, b *registry.Center, err error) {
-	pa, err := freePort()
-	if err != nil {
-		return nil, nil, err
-	}
-	pb, err := freePort()
-	if err != nil {
-		return nil, nil, err
-	}
-	opts := func(self, peer int) registry.CenterOptions {
-		return registry.CenterOptions{Listen: loopback(self), Peer: loopback(peer), SelfPreservation: -1}
-	}
-	if a, err = StartCenter(ctx, opts(pa, pb)); err != nil {
-		return nil, nil, err
-	}
-	if b, err = StartCenter(ctx, opts(pb, pa)); err != nil {
-		StopCenter(a)
-		return nil, nil, err
-	}
-	return a, b, nil
-}
-
-// waitRev waits until center b holds as many live instances as a.
-func waitRev(ctx context.Context, b, a *registry.Center) error {
-	want := len(a.List(registry.InstancePrefix))
-	deadline := time.Now().Add(60 * time.Second)
-	for len(b.List(registry.InstancePrefix)) < want {
-		if time.Now().After(deadline) {
-			return errors.New("propagate: the peer center did not catch up within 60s")
-		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-	return nil
 }
 
 // measureFill times fresh agents filling a region from the snapshot,

@@ -167,16 +167,21 @@ func TestWriteSmoke(t *testing.T) {
 	}
 }
 
-// The agents run as processes (the test binary as `shmreg agent`), or in
-// the harness's process without AgentCmd.
+// The agents and centers run as processes (the test binary as `shmreg
+// agent` and `shmreg center`), or in the harness's process without
+// AgentCmd / CenterCmd.
 func TestPropagateSmoke(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		agentCmd func([]string) *exec.Cmd
-		system   string
-	}{{"processes", testAgent, "agent"}, {"in-process", nil, "agent-inproc"}} {
+		name                string
+		agentCmd, centerCmd func([]string) *exec.Cmd
+		system              string
+	}{
+		{"processes", testAgent, testCenter, "agent"},
+		{"centers-in-process", testAgent, nil, "agent-centers-inproc"},
+		{"in-process", nil, nil, "agent-inproc"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := PropagateConfig{Config: tiny(t), Agents: 2, Rate: 200, AgentCmd: tc.agentCmd}
+			cfg := PropagateConfig{Config: tiny(t), Agents: 2, Rate: 200, AgentCmd: tc.agentCmd, CenterCmd: tc.centerCmd}
 			cfg.Run.Duration = 300 * time.Millisecond
 			rs, err := Propagate(context.Background(), cfg)
 			if err != nil {
@@ -196,6 +201,21 @@ func TestPropagateSmoke(t *testing.T) {
 				t.Errorf("left behind: %v", left)
 			}
 		})
+	}
+}
+
+// A center process that dies (here: refuses its flags) fails the run at
+// once instead of leaving the harness waiting for it to listen.
+func TestPropagateCenterProcessDiesIsAnError(t *testing.T) {
+	cfg := PropagateConfig{Config: tiny(t), Agents: 1, Rate: 100, AgentCmd: testAgent}
+	cfg.CenterCmd = func(args []string) *exec.Cmd { return testCenter(append(args, "--no-such-flag")) }
+	t0 := time.Now()
+	_, err := Propagate(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "center process") {
+		t.Fatalf("Propagate with a dying center: %v, want a center process error", err)
+	}
+	if el := time.Since(t0); el > 25*time.Second {
+		t.Errorf("the failure took %v: the harness waited for a dead center", el)
 	}
 }
 
