@@ -37,7 +37,11 @@ var (
 // in this process. opts.Size, if set, is the region's initial size.
 func startAgent(ctx context.Context, cfg PropagateConfig, centers []string, name string, opts shm.Options) (runningAgent, error) {
 	if cfg.AgentCmd == nil {
-		return startInProcess(ctx, centers, name, opts)
+		a, err := startInProcess(ctx, centers, name, opts)
+		if err != nil {
+			return nil, err // not a nil *inProcessAgent in a non-nil interface
+		}
+		return a, nil
 	}
 	args := []string{
 		"--centers", strings.Join(centers, ","),
@@ -48,7 +52,11 @@ func startAgent(ctx context.Context, cfg PropagateConfig, centers []string, name
 	if opts.Size > 0 {
 		args = append(args, "--region-size", strconv.FormatInt(opts.Size, 10))
 	}
-	return startChild(cfg.AgentCmd(args), "agent")
+	c, err := startChild(cfg.AgentCmd(args), "agent")
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // inProcessAgent is an agent from package agent in this process.
