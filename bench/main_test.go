@@ -3,10 +3,20 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/shmreg/shmreg/agent"
+	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/shm"
 
 	"go.uber.org/goleak"
 )
@@ -14,6 +24,14 @@ import (
 // workerEnv selects the reader-process role of the test binary: its value
 // is the JSON-encoded arguments of ReadWorker.
 const workerEnv = "SHMREG_BENCH_TEST_WORKER"
+
+// agentEnv selects the agent-process role of the test binary: its value is
+// the JSON-encoded flags that `shmreg agent` would get (see runTestAgent).
+const agentEnv = "SHMREG_BENCH_TEST_AGENT"
+
+// centerEnv selects the center-process role: the JSON-encoded flags that
+// `shmreg center` would get (see runTestCenter).
+const centerEnv = "SHMREG_BENCH_TEST_CENTER"
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(workerEnv); v != "" {
@@ -24,6 +42,20 @@ func TestMain(m *testing.M) {
 		}
 		if err := ReadWorker(context.Background(), args, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "read worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if v := os.Getenv(agentEnv); v != "" {
+		if err := runTestAgent(v); err != nil {
+			fmt.Fprintln(os.Stderr, "agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if v := os.Getenv(centerEnv); v != "" {
+		if err := runTestCenter(v); err != nil {
+			fmt.Fprintln(os.Stderr, "center:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -42,4 +74,87 @@ func testWorker(args []string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
 	return cmd
+}
+
+// testAgent re-executes the test binary as an agent process, standing in
+// for `shmreg agent` (which this package cannot import).
+func testAgent(args []string) *exec.Cmd { return testRole(agentEnv, args) }
+
+// testCenter re-executes the test binary as a center process, standing in
+// for `shmreg center`.
+func testCenter(args []string) *exec.Cmd { return testRole(centerEnv, args) }
+
+func testRole(env string, args []string) *exec.Cmd {
+	b, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+string(b))
+	return cmd
+}
+
+// runTestAgent runs an agent from the flags of `shmreg agent` that the
+// propagate workload passes, until SIGTERM, as `shmreg agent` does.
+func runTestAgent(jsonArgs string) error {
+	var args []string
+	if err := json.Unmarshal([]byte(jsonArgs), &args); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error says it all
+	centers := fs.String("centers", "", "")
+	region := fs.String("region", "", "")
+	subscribe := fs.String("subscribe", "", "")
+	size := fs.Int64("region-size", 0, "")
+	fs.String("log-level", "", "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	a, err := agent.New(agent.Options{
+		Centers: strings.Split(*centers, ","), Region: *region,
+		Prefixes: strings.Split(*subscribe, ","), Shm: shm.Options{Size: *size},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// runTestCenter runs a center from the flags of `shmreg center` that the
+// propagate workload passes, until SIGTERM, as `shmreg center` does.
+func runTestCenter(jsonArgs string) error {
+	var args []string
+	if err := json.Unmarshal([]byte(jsonArgs), &args); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("center", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var opts registry.CenterOptions
+	fs.StringVar(&opts.Listen, "listen", "", "")
+	fs.StringVar(&opts.Peer, "peer", "", "")
+	fs.StringVar(&opts.DataDir, "data", "", "")
+	fs.Float64Var(&opts.SelfPreservation, "self-preservation", 0, "")
+	fs.String("log-level", "", "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	c, err := registry.NewCenter(opts)
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.Shutdown(sctx)
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
 )
@@ -22,6 +22,44 @@ type PropagateConfig struct {
 	// Rate is registrations per second, spread evenly over both centers.
 	// Default 500.
 	Rate int
+	// AgentCmd makes the command of one agent process given the flags of
+	// `shmreg agent` (--centers, --region, --subscribe, --region-size,
+	// --log-level): cmd/shmreg runs itself as `shmreg agent`, tests
+	// re-execute the test binary. Each agent is then a process of its
+	// own, as on its own host. Nil runs the agents in this process, where
+	// they share its heap, and its garbage collector's pauses, with the
+	// centers and the harness (see docs/BENCHMARKS.md).
+	AgentCmd func(args []string) *exec.Cmd
+	// CenterCmd makes the command of one center process given the flags
+	// of `shmreg center` (--listen, --peer, --data, --self-preservation,
+	// --log-level), as AgentCmd does for agents. Nil runs both centers in
+	// memory in this process.
+	CenterCmd func(args []string) *exec.Cmd
+}
+
+// agentSystem is the System of the propagate results: "agent" when the
+// agents and the centers are processes of their own, "agent-inproc" when
+// the agents run in this process, "agent-centers-inproc" when only the
+// centers do.
+func (c PropagateConfig) agentSystem() string {
+	switch {
+	case c.AgentCmd == nil:
+		return agentName + "-inproc"
+	case c.CenterCmd == nil:
+		return agentName + "-centers-inproc"
+	}
+	return agentName
+}
+
+// agentWhere says where the agents and centers ran, for the results' notes.
+func (c PropagateConfig) agentWhere() string {
+	where := func(cmd func([]string) *exec.Cmd, what string) string {
+		if cmd == nil {
+			return what + " in the harness's process"
+		}
+		return "each " + what[:len(what)-1] + " its own process"
+	}
+	return where(c.AgentCmd, "agents") + ", " + where(c.CenterCmd, "centers")
 }
 
 // Propagate starts a mirrored pair of centers holding cfg.Entries
@@ -31,8 +69,11 @@ type PropagateConfig struct {
 // from a registration's acknowledgment at a center to its visibility in
 // every agent's region, while registrations arrive at cfg.Rate.
 //
-// The agents are real agents (package agent) running in this
-// process, each with its own region; results are labelled "agent".
+// The agents are real agents (package agent), each with its own region:
+// with cfg.AgentCmd each is a process of its own, otherwise they run in
+// this process; the same for the centers with cfg.CenterCmd (see
+// agentSystem for the results' labels). With both, the harness itself
+// only registers and opens readers on the agents' regions.
 func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	cfg.Config = cfg.Config.withDefaults()
 	if cfg.Agents <= 0 {
@@ -47,20 +88,17 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	defer cfg.progressDone()
-	a, b, err := startPair(ctx)
+	pair, err := startPair(ctx, cfg, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer StopCenter(b)
-	defer StopCenter(a)
-	addrs := []string{a.Addr().String(), b.Addr().String()}
+	defer pair.stop()
+	addrs := pair.addrs
 	cfg.progress("propagate: registering %d instances...", cfg.Entries)
 	if err := RegisterAll(ctx, addrs[0], 0, cfg.Entries, 16); err != nil {
 		return nil, err
 	}
-	// Wait until the peer holds them too, so that every agent starts
-	// from the same state.
-	if err := waitRev(ctx, b, a); err != nil {
+	if err := pair.waitPeer(ctx); err != nil {
 		return nil, err
 	}
 
@@ -74,46 +112,11 @@ func Propagate(ctx context.Context, cfg PropagateConfig) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := pair.died(); err != nil {
+		return nil, fmt.Errorf("propagate: a center stopped during the run: %w", err)
+	}
 	out = append(out, lat)
 	return stamp(out, ThisMachine()), nil
-}
-
-// startPair starts two in-memory centers mirroring each other on loopback.
-func startPair(ctx context.Context) (a, b *registry.Center, err error) {
-	pa, err := freePort()
-	if err != nil {
-		return nil, nil, err
-	}
-	pb, err := freePort()
-	if err != nil {
-		return nil, nil, err
-	}
-	opts := func(self, peer int) registry.CenterOptions {
-		return registry.CenterOptions{Listen: loopback(self), Peer: loopback(peer), SelfPreservation: -1}
-	}
-	if a, err = StartCenter(ctx, opts(pa, pb)); err != nil {
-		return nil, nil, err
-	}
-	if b, err = StartCenter(ctx, opts(pb, pa)); err != nil {
-		StopCenter(a)
-		return nil, nil, err
-	}
-	return a, b, nil
-}
-
-// waitRev waits until center b holds as many live instances as a.
-func waitRev(ctx context.Context, b, a *registry.Center) error {
-	want := len(a.List(registry.InstancePrefix))
-	deadline := time.Now().Add(60 * time.Second)
-	for len(b.List(registry.InstancePrefix)) < want {
-		if time.Now().After(deadline) {
-			return errors.New("propagate: the peer center did not catch up within 60s")
-		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-	return nil
 }
 
 // measureFill times fresh agents filling a region from the snapshot,
@@ -125,13 +128,15 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 		name := fmt.Sprintf("fill-%d", rep)
 		opts := shm.Options{Dir: dir} // the default size, as an agent would start
 		t0 := time.Now()
-		a, err := startAgent(ctx, []string{addr}, name, opts)
+		a, err := startAgent(ctx, cfg, []string{addr}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
-		err = waitLen(ctx, opts, name, cfg.Entries)
+		actx, done := whileRunning(ctx, a)
+		err = waitLen(actx, opts, name, cfg.Entries)
 		el := time.Since(t0)
-		if cerr := stopAgent(a); err == nil {
+		done()
+		if cerr := a.stop(); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -143,11 +148,11 @@ func measureFill(ctx context.Context, cfg PropagateConfig, dir, addr string) (Re
 	}
 	med := median(times)
 	r := Result{
-		System: agentName, Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
+		System: cfg.agentSystem(), Workload: "fill", Clients: 1, Status: "ok", Reps: len(times), Entries: cfg.Entries,
 		OpsPerSec: float64(cfg.Entries) / time.Duration(med).Seconds(),
 		P50:       med, P99: slices.Max(times), P999: slices.Max(times), Max: slices.Max(times),
-		Note: fmt.Sprintf("time from dial to %d entries readable in a fresh region: median %v of %d (p50 = median, p99/max = worst); ops/s = entries per second",
-			cfg.Entries, time.Duration(med).Round(time.Millisecond), len(times)),
+		Note: fmt.Sprintf("time from the agent's start (%s) to %d entries readable in its fresh region: median %v of %d (p50 = median, p99/max = worst); ops/s = entries per second",
+			cfg.agentWhere(), cfg.Entries, time.Duration(med).Round(time.Millisecond), len(times)),
 	}
 	return r, nil
 }
@@ -164,7 +169,7 @@ func waitLen(ctx context.Context, opts shm.Options, name string, n int) error {
 			return err
 		}
 		if r == nil && !sleepCtx(ctx, time.Millisecond) {
-			return ctx.Err()
+			return fmt.Errorf("fill: no region: %w", context.Cause(ctx))
 		}
 	}
 	defer r.Close()
@@ -180,6 +185,9 @@ func waitLen(ctx context.Context, opts shm.Options, name string, n int) error {
 		_, err := r.Wait(wctx, seq)
 		wcancel()
 		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
+				return fmt.Errorf("fill: %d of %d entries: %w", r.Len(), n, cause)
+			}
 			return fmt.Errorf("fill: %d of %d entries after 2m", r.Len(), n)
 		}
 		_ = err // a timeout only means: look again
@@ -198,21 +206,24 @@ type registration struct {
 // acknowledgment until the last agent's region shows it.
 func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, addrs []string) (Result, error) {
 	opts := shm.Options{Dir: dir, Size: regionSize(&Dataset{Keys: make([][]byte, cfg.Entries+cfg.Rate*60), Values: make([][]byte, cfg.Entries+cfg.Rate*60)}) + int64(cfg.Entries)*256}
-	var agents []*agent.Agent
+	var agents []runningAgent
 	defer func() {
 		for _, a := range agents {
-			stopAgent(a)
+			a.stop()
 		}
 	}()
 	for i := range cfg.Agents {
 		name := fmt.Sprintf("agent-%d", i)
 		cfg.progress("propagate: %d agents filling their regions (%d/%d)...", cfg.Agents, i+1, cfg.Agents)
-		a, err := startAgent(ctx, []string{addrs[i%2], addrs[(i+1)%2]}, name, opts)
+		a, err := startAgent(ctx, cfg, []string{addrs[i%2], addrs[(i+1)%2]}, name, opts)
 		if err != nil {
 			return Result{}, err
 		}
 		agents = append(agents, a)
-		if err := waitLen(ctx, opts, name, cfg.Entries); err != nil {
+		actx, done := whileRunning(ctx, a)
+		err = waitLen(actx, opts, name, cfg.Entries)
+		done()
+		if err != nil {
 			return Result{}, err
 		}
 	}
@@ -245,14 +256,21 @@ func measureVisibility(ctx context.Context, cfg PropagateConfig, dir string, add
 	if regErr != nil {
 		return Result{}, regErr
 	}
+	for i, a := range agents {
+		select {
+		case <-a.exited():
+			return Result{}, fmt.Errorf("agent %d stopped during the run: %w", i, a.err())
+		default:
+		}
+	}
 	h, missing, early := v.latencies()
 	nregs := len(v.regs)
 	r := Result{
-		System: agentName, Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
+		System: cfg.agentSystem(), Workload: "propagate", Clients: cfg.Agents, Status: "ok", Reps: 1, Entries: cfg.Entries,
 		OpsPerSec: float64(nregs) / cfg.Run.Duration.Seconds(),
 		P50:       h.Quantile(0.5), P99: h.Quantile(0.99), P999: h.Quantile(0.999), Max: h.Max, Samples: h.N,
-		Note: fmt.Sprintf("ack at a center → visible in all %d agents' regions (half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = agents",
-			cfg.Agents, nregs, missing, early),
+		Note: fmt.Sprintf("ack at a center → visible in all %d agents' regions (%s; half follow the other center); %d registrations, %d never seen everywhere within 10s, %d seen before their ack (counted as 0); clients = agents",
+			cfg.Agents, cfg.agentWhere(), nregs, missing, early),
 	}
 	if missing > 0 {
 		r.Status = fmt.Sprintf("%d of %d registrations never reached every region", missing, nregs)

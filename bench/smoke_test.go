@@ -167,21 +167,70 @@ func TestWriteSmoke(t *testing.T) {
 	}
 }
 
+// The agents and centers run as processes (the test binary as `shmreg
+// agent` and `shmreg center`), or in the harness's process without
+// AgentCmd / CenterCmd.
 func TestPropagateSmoke(t *testing.T) {
-	cfg := PropagateConfig{Config: tiny(t), Agents: 2, Rate: 200}
-	cfg.Run.Duration = 300 * time.Millisecond
-	rs, err := Propagate(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name                string
+		agentCmd, centerCmd func([]string) *exec.Cmd
+		system              string
+	}{
+		{"processes", testAgent, testCenter, "agent"},
+		{"centers-in-process", testAgent, nil, "agent-centers-inproc"},
+		{"in-process", nil, nil, "agent-inproc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := PropagateConfig{Config: tiny(t), Agents: 2, Rate: 200, AgentCmd: tc.agentCmd, CenterCmd: tc.centerCmd}
+			cfg.Run.Duration = 300 * time.Millisecond
+			rs, err := Propagate(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSane(t, rs)
+			got := byKey(rs)
+			fill, prop := got[tc.system+"/fill/1"], got[tc.system+"/propagate/2"]
+			if !fill.OK() || fill.P50 <= 0 {
+				t.Errorf("fill row: %+v", fill)
+			}
+			if !prop.OK() || prop.Samples < 30 {
+				t.Errorf("propagate row: %+v (want every one of ~60 registrations seen by both agents)", prop)
+			}
+			// Every agent process stopped and its region is gone with the work dir.
+			if left, _ := filepath.Glob(filepath.Join(cfg.Dir, "*")); len(left) != 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
 	}
-	checkSane(t, rs)
-	got := byKey(rs)
-	fill, prop := got["agent/fill/1"], got["agent/propagate/2"]
-	if !fill.OK() || fill.P50 <= 0 {
-		t.Errorf("fill row: %+v", fill)
+}
+
+// A center process that dies (here: refuses its flags) fails the run at
+// once instead of leaving the harness waiting for it to listen.
+func TestPropagateCenterProcessDiesIsAnError(t *testing.T) {
+	cfg := PropagateConfig{Config: tiny(t), Agents: 1, Rate: 100, AgentCmd: testAgent}
+	cfg.CenterCmd = func(args []string) *exec.Cmd { return testCenter(append(args, "--no-such-flag")) }
+	t0 := time.Now()
+	_, err := Propagate(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "center process") {
+		t.Fatalf("Propagate with a dying center: %v, want a center process error", err)
 	}
-	if !prop.OK() || prop.Samples < 30 {
-		t.Errorf("propagate row: %+v (want every one of ~60 registrations seen by both agents)", prop)
+	if el := time.Since(t0); el > 25*time.Second {
+		t.Errorf("the failure took %v: the harness waited for a dead center", el)
+	}
+}
+
+// An agent process that dies (here: refuses its flags) fails the run at
+// once instead of leaving the harness waiting for its region to fill.
+func TestPropagateAgentProcessDiesIsAnError(t *testing.T) {
+	cfg := PropagateConfig{Config: tiny(t), Agents: 1, Rate: 100}
+	cfg.AgentCmd = func(args []string) *exec.Cmd { return testAgent(append(args, "--no-such-flag")) }
+	t0 := time.Now()
+	_, err := Propagate(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "agent process") {
+		t.Fatalf("Propagate with a dying agent: %v, want an agent process error", err)
+	}
+	if el := time.Since(t0); el > time.Minute {
+		t.Errorf("the failure took %v: the harness waited for a dead agent", el)
 	}
 }
 

@@ -217,14 +217,30 @@ func benchWrite(ctx context.Context, args []string) error {
 }
 
 func benchPropagate(ctx context.Context, args []string) error {
-	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nThe agents are real agents (package agent) in this process, each with its\nown region.", 0)
+	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nEach agent is a `shmreg agent` process with its own region and each center\na `shmreg center` process, as on their own hosts; --in-process runs them all\ninside the harness instead, --centers-in-process only the centers.", 0)
 	var pc bench.PropagateConfig
 	f.fs.IntVar(&pc.Agents, "agents", 4, "agents (K), each with its own region")
 	f.fs.IntVar(&pc.Rate, "rate", 500, "registrations per second over both centers")
+	inProcess := f.fs.Bool("in-process", false, "run the agents and centers in the harness's process (sharing its heap and GC) instead of as processes")
+	centersInProcess := f.fs.Bool("centers-in-process", false, "run the two centers in the harness's process (in memory); the agents stay processes")
 	if err := f.parse(args); err != nil || f.helped(args) {
 		return err
 	}
 	pc.Config = f.cfg
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	if !*inProcess {
+		pc.AgentCmd = func(aargs []string) *exec.Cmd {
+			return exec.Command(self, append([]string{"agent"}, aargs...)...)
+		}
+	}
+	if !*inProcess && !*centersInProcess {
+		pc.CenterCmd = func(cargs []string) *exec.Cmd {
+			return exec.Command(self, append([]string{"center"}, cargs...)...)
+		}
+	}
 	rs, err := bench.Propagate(ctx, pc)
 	if err != nil {
 		return err
