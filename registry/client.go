@@ -60,7 +60,21 @@ type Client struct {
 type registration struct {
 	in   Instance
 	opts RegisterOptions
-	stop chan struct{}
+	stop chan struct{} // closed (under Client.mu) when the registration ends
+
+	// sending is held while the heartbeat loop re-registers the instance,
+	// so that a deregistration waits for that Register to be answered and
+	// its Delete lands after it instead of being overtaken by it.
+	sending sync.Mutex
+}
+
+func (r *registration) ended() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // NewClient returns a client; it connects on first use.
@@ -248,6 +262,11 @@ func (c *Client) deregister(ctx context.Context, key string, r *registration) er
 		close(r.stop)
 	}
 	c.mu.Unlock()
+	if r != nil {
+		// A re-registration already on the wire finishes first.
+		r.sending.Lock()
+		defer r.sending.Unlock()
+	}
 	err := c.do(ctx, func(conn *Conn) error { _, err := conn.Delete(ctx, key); return err })
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -329,13 +348,14 @@ func (c *Client) reregister(ctx context.Context, conn *Conn, keys []string, byKe
 		if r == nil {
 			continue
 		}
-		c.mu.Lock()
-		current := c.regs[k] == r
-		c.mu.Unlock()
-		if !current {
+		r.sending.Lock()
+		if r.ended() {
+			r.sending.Unlock()
 			continue
 		}
-		if _, err := conn.Register(ctx, r.in, r.opts); err != nil {
+		_, err := conn.Register(ctx, r.in, r.opts)
+		r.sending.Unlock()
+		if err != nil {
 			if errIsConn(err) {
 				c.drop(conn)
 			}
