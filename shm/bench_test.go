@@ -79,9 +79,11 @@ func benchRegion(b *testing.B, n int) *benchData {
 
 var sink int
 
-// BenchmarkGet compares a zero-copy lookup in the region with a lookup in an
-// in-process Go map holding the same keys, looked up in the same order. Both
-// read the value's first and last byte, so both touch the value's memory.
+// BenchmarkGet compares a zero-copy lookup in the region (Reader.View, and
+// Session.View, which keeps its reader slot between lookups) with a lookup
+// in an in-process Go map holding the same keys, looked up in the same
+// order. All read the value's first and last byte, so all touch the value's
+// memory.
 func BenchmarkGet(b *testing.B) {
 	for _, size := range []struct {
 		name string
@@ -94,6 +96,23 @@ func BenchmarkGet(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := d.r.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+		})
+		b.Run("session-"+size.name, func(b *testing.B) {
+			d := benchRegion(b, size.n)
+			s, err := d.r.Session()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			touch := func(v []byte) error { sink += int(v[0]) + int(v[len(v)-1]); return nil }
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
 					b.Fatal(err)
 				}
 			}

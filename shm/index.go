@@ -44,16 +44,27 @@ func (m *mapping) tableAt(off uint64) (table, error) {
 	return table{off: off, hdr: ih, slots: indexSlots(m.mem, off, c), mask: c - 1}, nil
 }
 
-func (m *mapping) currentTable() (table, error) {
-	off := atomic.LoadUint64(&m.hdr.index)
-	if t := m.table.Load(); t != nil && t.off == off && atomic.LoadUint64(&t.hdr.capacity) == t.mask+1 {
-		return *t, nil
+// currentTable returns the table the header points at: on every lookup but
+// the first after a rebuild, the table kept from before, checked with two
+// loads that hit the cache. It returns a pointer: copying the table out on
+// each lookup cost about as much as the lookup itself.
+func (m *mapping) currentTable() (*table, error) {
+	t := m.table.Load()
+	if t != nil && atomic.LoadUint64(&m.hdr.index) == t.off && atomic.LoadUint64(&t.hdr.capacity) == t.mask+1 {
+		return t, nil
 	}
-	t, err := m.tableAt(off)
-	if err == nil {
-		m.table.Store(&t)
+	return m.loadTable()
+}
+
+// loadTable validates the table the header points at and keeps it for the
+// lookups that follow.
+func (m *mapping) loadTable() (*table, error) {
+	t, err := m.tableAt(atomic.LoadUint64(&m.hdr.index))
+	if err != nil {
+		return nil, err
 	}
-	return t, err
+	m.table.Store(&t)
+	return &t, nil
 }
 
 // lookup returns the offset of key's node and the value word it held when
@@ -107,7 +118,7 @@ func indexCapFor(n uint64) uint64 {
 
 // findSlot is the writer's lookup: it returns the slot index holding key's
 // node, or -1.
-func (m *mapping) findSlot(t table, key []byte, h uint64) (int, uint64, error) {
+func (m *mapping) findSlot(t *table, key []byte, h uint64) (int, uint64, error) {
 	tag := h >> 40
 	i := h & t.mask
 	for probes := uint64(0); probes <= t.mask; probes++ {
@@ -131,7 +142,7 @@ func (m *mapping) findSlot(t table, key []byte, h uint64) (int, uint64, error) {
 
 // insertSlot stores node into the first free or tombstoned slot on h's
 // probe sequence. The table must have room (see needsRebuild).
-func insertSlot(t table, h, node uint64) {
+func insertSlot(t *table, h, node uint64) {
 	i := h & t.mask
 	for {
 		s := t.slots[i]
@@ -149,7 +160,7 @@ func insertSlot(t table, h, node uint64) {
 
 // removeSlot turns slot i into a tombstone, so probes for other keys still
 // pass over it.
-func removeSlot(t table, i int) {
+func removeSlot(t *table, i int) {
 	atomic.StoreUint64(&t.slots[i], slotTombstone)
 	t.hdr.used--
 	t.hdr.tombstones++
@@ -157,7 +168,7 @@ func removeSlot(t table, i int) {
 
 // needsRebuild reports whether adding one key would take the table past
 // half full (counting tombstones, which lengthen probes as much as keys).
-func needsRebuild(t table) bool {
+func needsRebuild(t *table) bool {
 	return 2*(t.hdr.used+t.hdr.tombstones+1) > uint64(len(t.slots))
 }
 
@@ -190,7 +201,7 @@ func (w *Writer) rebuildIndex() error {
 		if err != nil {
 			return err
 		}
-		insertSlot(nt, Hash(k), s&nodeMask)
+		insertSlot(&nt, Hash(k), s&nodeMask)
 	}
 	atomic.StoreUint64(&m.hdr.index, off)
 	w.retire(lowArea, old.off, indexHeaderSize+8*uint64(len(old.slots)))

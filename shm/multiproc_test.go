@@ -135,6 +135,13 @@ func childReader(opts Options, limit time.Duration) error {
 		return err
 	}
 	defer r.Close()
+	// Half the point reads go through a Session held for the whole run,
+	// across the region's growth into new files.
+	s, err := r.Session()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	reads := 0
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
@@ -161,7 +168,11 @@ func childReader(opts Options, limit time.Duration) error {
 		}
 		for i := 0; i < 200; i++ {
 			k := []byte(fmt.Sprintf("k%04d", rand.IntN(500)))
-			err := r.View(k, func(v []byte) error { return checkValue(k, v) })
+			view := r.View
+			if i%2 == 1 {
+				view = s.View
+			}
+			err := view(k, func(v []byte) error { return checkValue(k, v) })
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}

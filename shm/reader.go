@@ -144,18 +144,51 @@ func (r *Reader) releaseSlot(i int) {
 // the registration the epoch is published with a sequentially consistent
 // store. See docs/LAYOUT.md (reader slots) for the writer's side.
 func (r *Reader) begin() (*readHandle, *mapping, error) {
-	h, _ := r.handles.Get().(*readHandle)
-	if h == nil {
-		r.mu.Lock()
-		err := r.claimErr
-		r.mu.Unlock()
+	h, err := r.handle()
+	if err != nil {
 		return nil, nil, err
 	}
+	m, err := r.enter(h)
+	if err != nil {
+		r.handles.Put(h)
+		return nil, nil, err
+	}
+	return h, m, nil
+}
+
+// handle takes a handle from the pool, or says why none could be made.
+func (r *Reader) handle() (*readHandle, error) {
+	if h, _ := r.handles.Get().(*readHandle); h != nil {
+		return h, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return nil, r.claimErr
+}
+
+// enter publishes h's epoch for a read of the current mapping and returns
+// the mapping. The common case, a process registered for membarrier on a
+// file that is still current, is two loads and a plain store.
+func (r *Reader) enter(h *readHandle) (*mapping, error) {
+	m := r.cur.Load()
+	if m != nil && r.plainEpoch && m.loadState()&stateSuperseded == 0 {
+		g := m.loadGeneration()
+		h.slot.epoch = g
+		if m.loadGeneration() == g {
+			return m, nil
+		}
+	}
+	return r.enterSlow(h)
+}
+
+// enterSlow is enter's every other case: a closed reader, a superseded
+// file (it moves to the region's new file first), no membarrier
+// registration, or a commit racing the epoch store.
+func (r *Reader) enterSlow(h *readHandle) (*mapping, error) {
 	for tries := 0; ; tries++ {
 		m := r.cur.Load()
 		if m == nil {
-			r.handles.Put(h)
-			return nil, nil, ErrClosed
+			return nil, ErrClosed
 		}
 		if m.loadState()&stateSuperseded != 0 && tries < 8 {
 			// A failed reopen keeps us on the superseded file, which is
@@ -177,7 +210,7 @@ func (r *Reader) begin() (*readHandle, *mapping, error) {
 			}
 			g = again
 		}
-		return h, m, nil
+		return m, nil
 	}
 }
 
@@ -186,13 +219,15 @@ func (r *Reader) begin() (*readHandle, *mapping, error) {
 // have been reused: it reports ErrEvicted, and the caller discards the
 // result.
 func (r *Reader) end(h *readHandle) error {
-	evicted := idleSlot(&h.slot.epoch)&epochForced != 0
+	old := idleSlot(&h.slot.epoch)
 	r.handles.Put(h)
-	if evicted {
-		return fmt.Errorf("%w (%s)", ErrEvicted, r.path)
+	if old&epochForced != 0 {
+		return r.evicted()
 	}
 	return nil
 }
+
+func (r *Reader) evicted() error { return fmt.Errorf("%w (%s)", ErrEvicted, r.path) }
 
 // reopen switches from the superseded mapping old to the file now at the
 // path.
@@ -260,7 +295,8 @@ func (r *Reader) Get(key []byte) (value []byte, err error) {
 // copying it. The slice is valid only until fn returns: it must not be
 // retained, and fn must not modify it (the mapping is read-only; a write
 // faults). If the key is absent View returns ErrNotFound without calling fn.
-// View allocates nothing.
+// View allocates nothing. A goroutine that makes many lookups reads faster
+// through a Session of its own.
 func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
 	h, m, err := r.begin()
 	if err != nil {
@@ -281,8 +317,7 @@ func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
 // find looks key up in m. A corrupt region, or a file truncated under us
 // (SIGBUS), becomes ErrCorrupt rather than a crash.
 func find(m *mapping, key []byte) (v []byte, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer recoverFault(m, &err)
+	defer recoverFault(m, &err, debug.SetPanicOnFault(true))
 	node, w, err := m.lookup(key)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.path, err)
@@ -328,8 +363,11 @@ func scan(m *mapping, prefix []byte, fn func(key, value []byte) bool) error {
 }
 
 // recoverFault, deferred by the guarded steps, turns a fault or an
-// out-of-bounds access on a damaged mapping into ErrCorrupt.
-func recoverFault(m *mapping, err *error) {
+// out-of-bounds access on a damaged mapping into ErrCorrupt, and restores
+// the goroutine's panic-on-fault setting to old. One deferred call, because
+// the guard sits on every lookup.
+func recoverFault(m *mapping, err *error, old bool) {
+	debug.SetPanicOnFault(old)
 	if p := recover(); p != nil {
 		*err = fmt.Errorf("%w: %s: %v", ErrCorrupt, m.path, p)
 	}
@@ -338,14 +376,12 @@ func recoverFault(m *mapping, err *error) {
 // seek and next are the iterator's steps, guarded like find; fn is called
 // outside the guard so a panic of the caller's stays the caller's.
 func seek(m *mapping, prefix []byte) (it skiplist.Iterator, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer recoverFault(m, &err)
+	defer recoverFault(m, &err, debug.SetPanicOnFault(true))
 	return m.list.Seek(prefix), nil
 }
 
 func next(m *mapping, it *skiplist.Iterator) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer recoverFault(m, &err)
+	defer recoverFault(m, &err, debug.SetPanicOnFault(true))
 	it.Next()
 	return nil
 }
