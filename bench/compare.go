@@ -15,6 +15,7 @@ func Systems() []Opener {
 	return []Opener{
 		{"map", OpenMap},
 		{"shm", OpenShm},
+		{"shm-view", OpenShmView},
 		{"bbolt", OpenBolt},
 		{"center", OpenCenter},
 		{"redis", OpenRedis},

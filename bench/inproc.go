@@ -37,13 +37,18 @@ func (s *mapSystem) Client(context.Context, int) (Lookup, error) {
 	}, nil
 }
 
-// shmSystem reads a region with zero-copy View. The region is filled by a
-// Writer that stays open for the system's life, as an agent's would.
+// shmSystem reads a region with zero-copy lookups. The region is filled by
+// a Writer that stays open for the system's life, as an agent's would. Its
+// clients share one Reader; with sessions each client holds a Session of
+// its own (the fast path for a goroutine that looks up in a loop, as each
+// bbolt client holds a read transaction), without them each lookup is a
+// Reader.View.
 type shmSystem struct {
-	w    *shm.Writer
-	r    *shm.Reader
-	opts shm.Options
-	name string
+	w        *shm.Writer
+	r        *shm.Reader
+	opts     shm.Options
+	name     string
+	sessions bool
 }
 
 // regionSize is a data file size with room for d and for its growth.
@@ -77,8 +82,19 @@ func FillRegion(d *Dataset, dir, name string) (*shm.Writer, shm.Options, error) 
 	return w, opts, nil
 }
 
-// OpenShm fills a region in dir with d and opens a reader on it.
-func OpenShm(_ context.Context, d *Dataset, dir string) (System, error) {
+// OpenShm fills a region in dir with d and opens a reader on it; each
+// client reads through a Session of its own.
+func OpenShm(ctx context.Context, d *Dataset, dir string) (System, error) {
+	return openShm(ctx, d, dir, "shm", true)
+}
+
+// OpenShmView is OpenShm with every lookup a Reader.View on the shared
+// Reader: the path of code that does not keep a Session.
+func OpenShmView(ctx context.Context, d *Dataset, dir string) (System, error) {
+	return openShm(ctx, d, dir, "shm-view", false)
+}
+
+func openShm(_ context.Context, d *Dataset, dir, name string, sessions bool) (System, error) {
 	w, opts, err := FillRegion(d, dir, "bench")
 	if err != nil {
 		return nil, err
@@ -88,7 +104,7 @@ func OpenShm(_ context.Context, d *Dataset, dir string) (System, error) {
 		w.Close()
 		return nil, err
 	}
-	return &shmSystem{w: w, r: r, opts: opts, name: "shm"}, nil
+	return &shmSystem{w: w, r: r, opts: opts, name: name, sessions: sessions}, nil
 }
 
 func (s *shmSystem) Name() string { return s.name }
@@ -104,6 +120,9 @@ func (s *shmSystem) Close() error {
 }
 
 func (s *shmSystem) Client(context.Context, int) (Lookup, error) {
+	if s.sessions {
+		return sessionLookup(s.r)
+	}
 	return viewLookup(s.r), nil
 }
 
@@ -114,4 +133,18 @@ func viewLookup(r *shm.Reader) Lookup {
 	return func(_ context.Context, key []byte) error {
 		return r.View(key, use)
 	}
+}
+
+// sessionLookup is a zero-copy lookup through a Session of r's, for one
+// goroutine. The session's slot goes back when the Reader closes.
+func sessionLookup(r *shm.Reader) (Lookup, error) {
+	s, err := r.Session()
+	if err != nil {
+		return nil, err
+	}
+	var sink int
+	use := func(v []byte) error { sink += touch(v); return nil }
+	return func(_ context.Context, key []byte) error {
+		return s.View(key, use)
+	}, nil
 }

@@ -360,7 +360,10 @@ func ReadWorker(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 		return err
 	}
 	defer r.Close()
-	l := viewLookup(r)
+	l, err := sessionLookup(r)
+	if err != nil {
+		return err
+	}
 	if err := l(ctx, d.Keys[d.Order[0]]); err != nil { // fail before "ready", not after
 		return err
 	}

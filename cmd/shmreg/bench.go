@@ -178,13 +178,15 @@ func benchRead(ctx context.Context, args []string) error {
 
 func benchCompare(ctx context.Context, args []string) error {
 	f := newBenchFlags("compare", "The same keys and values looked up from each system, with 1 client and then\n--clients concurrent clients. A peer whose server is not installed is\nreported as not available (apt-get install redis-server etcd-server).", 50)
-	systems := f.fs.String("systems", "map,shm,bbolt,center,redis,etcd", "systems to measure, in order")
-	if err := f.parse(args); err != nil || f.helped(args) {
-		return err
-	}
 	all := map[string]bench.Opener{}
+	var names []string
 	for _, o := range bench.Systems() {
 		all[o.Name] = o
+		names = append(names, o.Name)
+	}
+	systems := f.fs.String("systems", strings.Join(names, ","), "systems to measure, in order (shm: a Session per client; shm-view: Reader.View on a shared Reader)")
+	if err := f.parse(args); err != nil || f.helped(args) {
+		return err
 	}
 	var sel []bench.Opener
 	for _, name := range strings.Split(*systems, ",") {
