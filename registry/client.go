@@ -256,16 +256,25 @@ func (c *Client) Deregister(ctx context.Context, service, id string) error {
 }
 
 func (c *Client) deregister(ctx context.Context, key string, r *registration) error {
-	c.mu.Lock()
-	if r != nil && c.regs[key] == r {
-		delete(c.regs, key)
-		close(r.stop)
-	}
-	c.mu.Unlock()
 	if r != nil {
-		// A re-registration already on the wire finishes first.
+		c.mu.Lock()
+		current := c.regs[key] == r
+		if current {
+			delete(c.regs, key)
+			close(r.stop)
+		}
+		c.mu.Unlock()
+		if !current {
+			// A newer Register of the same instance owns the key now (or
+			// this registration was already deregistered).
+			return nil
+		}
+		// A re-registration already on the wire is answered before the
+		// Delete goes out; any later one sees the registration ended.
+		// The lock is a barrier only: holding it through the Delete would
+		// stall the heartbeats of every other instance behind it.
 		r.sending.Lock()
-		defer r.sending.Unlock()
+		r.sending.Unlock()
 	}
 	err := c.do(ctx, func(conn *Conn) error { _, err := conn.Delete(ctx, key); return err })
 	if errors.Is(err, ErrNotFound) {
@@ -346,6 +355,9 @@ func (c *Client) reregister(ctx context.Context, conn *Conn, keys []string, byKe
 	for _, k := range keys {
 		r := byKey[k]
 		if r == nil {
+			continue
+		}
+		if r.ended() {
 			continue
 		}
 		r.sending.Lock()

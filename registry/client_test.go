@@ -92,6 +92,37 @@ func TestRegisterContextEndDeregisters(t *testing.T) {
 	eventually(t, 2*time.Second, "deregistration on context end", func() bool { _, err := c.Get(in.Key()); return err != nil })
 }
 
+// TestReplacedRegistrationOutlivesOldContext: registering an instance again
+// replaces the first registration; the end of the first one's context
+// (which deregisters it, as below) must not delete the instance the second
+// one now owns.
+func TestReplacedRegistrationOutlivesOldContext(t *testing.T) {
+	c := testCenter(t, CenterOptions{})
+	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := tctx(t)
+	in := inst("web", "1", time.Minute)
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cl.mu.Lock()
+	first := cl.regs[in.Key()]
+	cl.mu.Unlock()
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// What the first registration's goroutine does when its context ends.
+	if err := cl.deregister(ctx, in.Key(), first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(in.Key()); err != nil {
+		t.Fatalf("the replaced registration's end deleted the instance: %v", err)
+	}
+}
+
 func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
 	a, b, _, _ := startPair(t)
 	ctx := tctx(t)
