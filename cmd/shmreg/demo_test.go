@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 		`registered svc/web/web-4 through center [AB]: in shared memory after`,
 		`reader process pid \d+ opened the region`,
 		`web-4 +10\.0\.0\.14:8080`,
-		`shared memory \(Reader\.View\) +\d+`,
+		`shared memory \(Session\.View\) +\d+`,
 		`TCP to a center \(Conn\.Get\) +\d+`,
 		`Done\.`,
 	} {

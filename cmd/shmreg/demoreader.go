@@ -46,10 +46,15 @@ func runDemoReader(args []string) error {
 	if n == 0 {
 		return errors.New("no instance found")
 	}
+	sess, err := r.Session()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
 	const lookups = 200000
 	start = time.Now()
 	for range lookups {
-		if err := r.View(first, func([]byte) error { return nil }); err != nil {
+		if err := sess.View(first, func([]byte) error { return nil }); err != nil {
 			return err
 		}
 	}
