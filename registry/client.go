@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,11 @@ type Client struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	dialing sync.Mutex
+
+	// seen is the highest version any of the client's connections has
+	// been answered with; each write carries it, so that the client's
+	// writes keep their order across a failover (see Conn.seen).
+	seen atomic.Uint64
 }
 
 type registration struct {
@@ -152,7 +158,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		idx := (start + i) % len(c.opts.Addrs)
 		addr := c.opts.Addrs[idx]
 		dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-		conn, err := Dial(dctx, addr, DialOptions{Role: c.opts.Role, Token: c.opts.Token, TLS: c.opts.TLS, KeepAlive: c.opts.KeepAlive, Name: c.opts.Name})
+		conn, err := Dial(dctx, addr, DialOptions{Role: c.opts.Role, Token: c.opts.Token, TLS: c.opts.TLS, KeepAlive: c.opts.KeepAlive, Name: c.opts.Name, seen: &c.seen})
 		cancel()
 		if err != nil {
 			errs = append(errs, err)

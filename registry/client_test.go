@@ -123,6 +123,68 @@ func TestReplacedRegistrationOutlivesOldContext(t *testing.T) {
 	}
 }
 
+// TestClientWritesKeepOrderAcrossFailover: a client writes a key on one
+// center, fails over to the other, whose clock is 10 s behind, and writes
+// the key again. The second write must carry the later version (or, once
+// the pair's replication compares them, the first would win). Without the
+// After the client sends, b would stamp it 10 s before the first.
+func TestClientWritesKeepOrderAcrossFailover(t *testing.T) {
+	a, err := NewCenter(CenterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCenter(CenterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clock = newHLC(func() time.Time { return time.Now().Add(-10 * time.Second) })
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := tctx(t)
+	t.Cleanup(func() { a.Shutdown(ctx); b.Shutdown(ctx) })
+	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	v1, err := cl.Put(ctx, "cfg/order", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Shutdown(ctx)
+	v2, err := cl.Put(ctx, "cfg/order", []byte("second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Origin != a.ID() || v2.Origin != b.ID() {
+		t.Fatalf("writes went to %s then %s, want a (%s) then b (%s)", v1.Origin, v2.Origin, a.ID(), b.ID())
+	}
+	if !v1.Less(v2) {
+		t.Fatalf("the later write's version %v orders before the earlier one's %v", v2, v1)
+	}
+}
+
+// TestCenterIgnoresFarFutureAfter: a write whose After is far ahead of the
+// center's clock does not drag the clock (and later versions) forward.
+func TestCenterIgnoresFarFutureAfter(t *testing.T) {
+	c := testCenter(t, CenterOptions{})
+	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
+	ctx := tctx(t)
+	future := uint64(time.Now().Add(24*time.Hour).UnixMilli()) << hlcLogicalBits
+	conn.seen.Store(future)
+	v, err := conn.Put(ctx, "cfg/x", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.HLC >= future || v.Time().After(time.Now().Add(time.Minute)) {
+		t.Fatalf("version %v (%v) followed a client's far-future After", v, v.Time())
+	}
+}
+
 func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
 	a, b, _, _ := startPair(t)
 	ctx := tctx(t)

@@ -28,6 +28,10 @@ type DialOptions struct {
 	// Name identifies the client in the center's logs.
 	Name string
 
+	// seen, if set, is shared by the connections of one Client: the
+	// highest version any of them has been answered with (see Conn.seen).
+	seen *atomic.Uint64
+
 	centerID string // role peer: the dialing center's id
 }
 
@@ -42,6 +46,14 @@ type Conn struct {
 	welcome  welcomeMsg
 	out      *outbox
 	nextID   atomic.Uint64
+
+	// seen is the highest version this client has been answered with.
+	// Every write carries it (After), and the center moves its clock past
+	// it before stamping the write, so a client's writes are ordered as it
+	// made them even when a failover sends the next one to the other
+	// center, whose clock may be behind.
+	seen    *atomic.Uint64
+	ownSeen atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -100,6 +112,10 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		pending:  make(map[uint64]*call),
 		subs:     make(map[uint64]*Subscription),
 		closed:   make(chan struct{}),
+		seen:     opts.seen,
+	}
+	if c.seen == nil {
+		c.seen = &c.ownSeen
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	if err := c.handshake(ctx, br); err != nil {
@@ -357,8 +373,8 @@ func (c *Conn) Put(ctx context.Context, key string, value []byte) (Version, erro
 		return Version{}, err
 	}
 	var ok okMsg
-	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value}, msgOK, &ok)
-	return ok.Version, err
+	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value, After: c.seen.Load()}, msgOK, &ok)
+	return c.saw(ok.Version), err
 }
 
 // Delete deletes a key (a plain key or an instance key); ErrNotFound if the
@@ -368,8 +384,8 @@ func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
 		return Version{}, err
 	}
 	var ok okMsg
-	err := c.call(ctx, msgDelete, &keyMsg{Key: key}, msgOK, &ok)
-	return ok.Version, err
+	err := c.call(ctx, msgDelete, &keyMsg{Key: key, After: c.seen.Load()}, msgOK, &ok)
+	return c.saw(ok.Version), err
 }
 
 // RegisterOptions tunes one registration.
@@ -387,8 +403,18 @@ func (c *Conn) Register(ctx context.Context, in Instance, opts RegisterOptions) 
 		return Version{}, err
 	}
 	var ok okMsg
-	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn}, msgOK, &ok)
-	return ok.Version, err
+	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn, After: c.seen.Load()}, msgOK, &ok)
+	return c.saw(ok.Version), err
+}
+
+// saw records the version a write was answered with (see Conn.seen).
+func (c *Conn) saw(v Version) Version {
+	for {
+		old := c.seen.Load()
+		if v.HLC <= old || c.seen.CompareAndSwap(old, v.HLC) {
+			return v
+		}
+	}
 }
 
 // Heartbeat renews the given instance keys; missing lists those the center

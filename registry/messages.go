@@ -75,18 +75,24 @@ type okMsg struct {
 	Rev     uint64  `msgpack:"rev"`
 }
 
+// After, in a write, is the highest version (HLC) the client has been
+// answered with, by either center: the center moves its clock past it
+// before stamping the write (see Center.observeClient).
 type putMsg struct {
 	Key   string `msgpack:"key"`
 	Value []byte `msgpack:"value"`
+	After uint64 `msgpack:"after,omitempty"`
 }
 
 type keyMsg struct {
-	Key string `msgpack:"key"`
+	Key   string `msgpack:"key"`
+	After uint64 `msgpack:"after,omitempty"` // in a delete
 }
 
 type registerMsg struct {
 	Instance  Instance `msgpack:"instance"`
 	TieToConn bool     `msgpack:"tie_to_conn,omitempty"`
+	After     uint64   `msgpack:"after,omitempty"`
 }
 
 type heartbeatMsg struct {

@@ -214,6 +214,7 @@ func (s *session) handle(f frame) error {
 		if err := validateKV(m.Key, m.Value); err != nil {
 			return err
 		}
+		c.observeClient(m.After)
 		s.submitWrite(f.ID, op{kind: opPut, key: m.Key, value: m.Value})
 	case msgDelete:
 		if err := s.needAuth(); err != nil {
@@ -226,6 +227,7 @@ func (s *session) handle(f frame) error {
 		if err := ValidateKey(m.Key); err != nil {
 			return err
 		}
+		c.observeClient(m.After)
 		s.submitWrite(f.ID, op{kind: opDelete, key: m.Key})
 	case msgRegister:
 		if err := s.needAuth(); err != nil {
@@ -248,6 +250,7 @@ func (s *session) handle(f frame) error {
 			o.connID = s.id
 		}
 		c.metrics.registrations.Inc()
+		c.observeClient(m.After)
 		s.submitWrite(f.ID, o)
 	case msgHeartbeat:
 		if err := s.needAuth(); err != nil {

@@ -70,3 +70,25 @@ func (c *hlc) Observe(remote uint64) {
 	}
 	c.mu.Unlock()
 }
+
+// maxClientAhead bounds how far ahead of this center's wall clock a
+// client's After may be for the center to move its clock to it: a version
+// the pair could have issued is at most the pair's clock skew ahead, and a
+// client must not be able to drag the clock (and every later version's
+// time) into the future.
+const maxClientAhead = time.Minute
+
+// observeClient moves the center's clock past after, the highest version
+// the client has seen, so that the write it is about to stamp orders after
+// every write the client made before (on either center).
+func (c *Center) observeClient(after uint64) {
+	if after == 0 {
+		return
+	}
+	limit := uint64(time.Now().Add(maxClientAhead).UnixMilli()) << hlcLogicalBits
+	if after > limit {
+		c.log.Warn("ignoring a client's version far ahead of this center's clock", "after", Version{HLC: after}.Time())
+		return
+	}
+	c.clock.Observe(after)
+}
