@@ -32,6 +32,12 @@ type op struct {
 	expect Version       // opExpire, opPurge
 	connID uint64        // opPut of an instance tied to its connection
 	ttl    time.Duration // opPut of an instance
+	// fence: an opDelete of a key this center does not hold (or holds
+	// deleted) still writes a tombstone, and still reports ErrNotFound.
+	// The tombstone outranks any older write of the key still on its way
+	// from the peer, which would otherwise arrive after the delete and
+	// live on. Set for deletes from clients that sent After.
+	fence bool
 }
 
 type opResult struct {
@@ -138,6 +144,7 @@ func (c *Center) commit(batch []*writeReq) {
 		results[i] = make([]opResult, len(req.ops))
 		for j, o := range req.ops {
 			res := &results[i][j]
+			var miss error // a fenced delete of a key not held
 			old := lookup(o.key)
 			var nr *Record
 			switch o.kind {
@@ -145,8 +152,11 @@ func (c *Center) commit(batch []*writeReq) {
 				nr = &Record{Key: o.key, Value: o.value, Version: Version{HLC: c.clock.Now(), Origin: c.id}}
 			case opDelete:
 				if old == nil || old.Deleted {
-					res.Err = fmt.Errorf("%w: %s", ErrNotFound, o.key)
-					continue
+					miss = fmt.Errorf("%w: %s", ErrNotFound, o.key)
+					if !o.fence {
+						res.Err = miss
+						continue
+					}
 				}
 				nr = &Record{Key: o.key, Version: Version{HLC: c.clock.Now(), Origin: c.id}, Deleted: true}
 			case opApply:
@@ -183,7 +193,7 @@ func (c *Center) commit(batch []*writeReq) {
 			overlay[o.key] = nr
 			changes = append(changes, nr)
 			effects = append(effects, effect{key: o.key, rec: nr, fromPeer: req.fromPeer, connID: o.connID, ttl: o.ttl})
-			*res = opResult{Version: nr.Version, Rev: rev, Applied: true}
+			*res = opResult{Version: nr.Version, Rev: rev, Applied: true, Err: miss}
 		}
 	}
 	if len(effects) > 0 && c.store != nil {
