@@ -153,6 +153,32 @@ func (c *control) close() error {
 	return err
 }
 
+// detach closes the control file while reads of this process may still be
+// running and will, when they end, store to the slots they hold (busy).
+// Their stores must not reach the file, where another process may own the
+// slot by then: the mapping is first replaced in place by private memory,
+// then the busy slots are released through the file itself (cleared with a
+// write, unlocked), and the file is closed. The private memory stays
+// mapped for the life of the process: one control file's size, and only
+// when a Close raced reads that outlived the read lease.
+func (c *control) detach(busy []int) error {
+	if err := replaceWithZeros(c.mem); err != nil {
+		return fmt.Errorf("detach %s: %w", c.file.Name(), err)
+	}
+	var zero [16]byte // a slot's owner and epoch
+	var err error
+	for _, i := range busy {
+		if _, werr := c.file.WriteAt(zero[:], int64(ctlSlotsOff+i*slotSize)); werr != nil && err == nil {
+			err = werr
+		}
+		_ = c.slotLock(i, unix.F_UNLCK)
+	}
+	if cerr := c.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func (c *control) slot(i int) *readerSlot { return slotAt(c.mem, i) }
 
 // slotLock takes (typ F_WRLCK) or releases (F_UNLCK) slot i's liveness lock,

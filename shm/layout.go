@@ -2,6 +2,8 @@ package shm
 
 import (
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The region's layout, declared once. docs/LAYOUT.md draws it byte by byte
@@ -143,3 +145,17 @@ func indexSlots(mem []byte, off, n uint64) []uint64 {
 
 // word returns the 32-bit word at off, for the futex.
 func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+// replaceWithZeros maps private zero-filled memory over mem, in place: the
+// file behind it is no longer touched through these addresses, while a
+// straggling access to them still lands on mapped memory. It is for
+// mappings that reads outliving their Reader's Close may still use; the
+// memory is never unmapped.
+func replaceWithZeros(mem []byte) error {
+	if len(mem) == 0 {
+		return nil
+	}
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&mem[0]), uintptr(len(mem)),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	return err
+}

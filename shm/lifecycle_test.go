@@ -133,3 +133,31 @@ func TestReopenedWriterStartsWithEmptyFreeLists(t *testing.T) {
 		t.Errorf("a reopened writer reports the last writer's free lists: reusable %d, retired %d, but its own lists are empty", st2.ReusableBytes, st2.RetiredBytes)
 	}
 }
+
+// TestReadOutlivesClose: a View whose callback is still running when its
+// Reader is closed and the read lease has passed (so the control file and
+// the data are released) ends with an error instead of crashing the
+// process, and its slot is back in the control file for other readers.
+// Likewise a Session closed long after its Reader.
+func TestReadOutlivesClose(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 100, 1)
+	s, err := r.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish := blockInView(t, r, "k00001")
+	r.Close()
+	time.Sleep(4 * opts.ReadLease) // the lease passes: r releases everything
+	if err := finish(); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrEvicted) {
+		t.Fatalf("a read that outlived its Reader's Close returned %v, want ErrClosed or ErrEvicted", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing of r's is left holding a slot.
+	if st := w.Stat(); st.ReadersLive != 0 {
+		t.Fatalf("%d reader slots still live after the reader closed", st.ReadersLive)
+	}
+}

@@ -44,6 +44,11 @@ type Reader struct {
 	// plainEpoch: this process is registered for expedited membarrier, so
 	// reads publish their epoch with plain stores (see begin).
 	plainEpoch bool
+
+	// detached: the reader was closed while reads were under way, and the
+	// read lease passed; its files are no longer mapped (see Close). A read
+	// that ends after this saw zeros, not the region.
+	detached atomic.Bool
 }
 
 // readHandle is one claimed reader slot. Handles live in a sync.Pool, so a
@@ -221,10 +226,20 @@ func (r *Reader) enterSlow(h *readHandle) (*mapping, error) {
 func (r *Reader) end(h *readHandle) error {
 	old := idleSlot(&h.slot.epoch)
 	r.handles.Put(h)
-	if old&epochForced != 0 {
-		return r.evicted()
+	if old&epochForced != 0 || r.detached.Load() {
+		return r.endedLate(old)
 	}
 	return nil
+}
+
+// endedLate is the error of a read that ended after its slot was forced
+// free (ErrEvicted) or after its Reader was closed and released its files
+// (ErrClosed): either way what the read saw may not be the region's.
+func (r *Reader) endedLate(old uint64) error {
+	if r.detached.Load() {
+		return fmt.Errorf("%w: the read outlived the reader (%s)", ErrClosed, r.path)
+	}
+	return r.evicted()
 }
 
 func (r *Reader) evicted() error { return fmt.Errorf("%w (%s)", ErrEvicted, r.path) }
@@ -497,13 +512,25 @@ func (r *Reader) Close() error {
 	ctl := r.ctl
 	r.mu.Unlock()
 	time.AfterFunc(r.lease, func() {
-		for i := range busy {
-			ctl.releaseSlot(i)
+		if len(busy) == 0 {
+			for _, m := range maps {
+				_ = m.unmap()
+			}
+			_ = ctl.close()
+			return
 		}
+		// Reads (or Sessions) that began before Close still hold slots:
+		// any of them may yet touch the mappings. They get private zero
+		// pages in place of the files, and report ErrClosed when they end.
+		r.detached.Store(true)
 		for _, m := range maps {
-			_ = m.unmap()
+			_ = replaceWithZeros(m.mem)
 		}
-		_ = ctl.close()
+		slots := make([]int, 0, len(busy))
+		for i := range busy {
+			slots = append(slots, i)
+		}
+		_ = ctl.detach(slots)
 	})
 	return nil
 }

@@ -45,7 +45,8 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
-	if !s.active {
+	if !s.active && s.r.cur.Load() != nil {
+		// (A closed Reader released this slot itself; see Reader.Close.)
 		idleSlot(&s.h.slot.epoch)
 		s.r.handles.Put(s.h)
 	}
@@ -80,8 +81,8 @@ func (s *Session) View(key []byte, fn func(value []byte) error) error {
 		err = fn(v)
 	}
 	s.active = false
-	if idleSlot(&h.slot.epoch)&epochForced != 0 {
-		err = s.r.evicted()
+	if old := idleSlot(&h.slot.epoch); old&epochForced != 0 || s.r.detached.Load() {
+		err = s.r.endedLate(old)
 	}
 	if s.closed { // fn closed the session
 		s.r.handles.Put(h)
