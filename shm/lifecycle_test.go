@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"testing"
@@ -159,5 +160,65 @@ func TestReadOutlivesClose(t *testing.T) {
 	// Nothing of r's is left holding a slot.
 	if st := w.Stat(); st.ReadersLive != 0 {
 		t.Fatalf("%d reader slots still live after the reader closed", st.ReadersLive)
+	}
+}
+
+// TestReadOutlivesCompaction: a View callback still running, and still
+// reading its value, well past the read lease after the region moved to a
+// new file: the old file stays mapped under it (the process does not
+// crash), and the value it sees is the one it was given, unless the read
+// reports ErrEvicted.
+func TestReadOutlivesCompaction(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 100, 1)
+	want, err := r.Get([]byte("k00001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release, errc := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var seen []byte
+	go func() {
+		errc <- r.View([]byte("k00001"), func(v []byte) error {
+			close(inside)
+			<-release
+			seen = append(seen, v...) // reads the old file, long after the lease
+			return nil
+		})
+	}()
+	<-inside
+	if err := w.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get([]byte("k00002")); err != nil { // moves r to the new file
+		t.Fatal(err)
+	}
+	superseded := func() int {
+		st, err := r.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.SupersededMapped
+	}
+	time.Sleep(6 * opts.ReadLease) // several sweeps of the old mapping
+	if superseded() == 0 {
+		t.Fatal("the old file was unmapped under a read still running on it")
+	}
+	close(release)
+	err = <-errc
+	switch {
+	case errors.Is(err, ErrEvicted):
+	case err != nil:
+		t.Fatalf("View = %v", err)
+	case !bytes.Equal(seen, want):
+		t.Fatalf("the read saw %q, want %q", seen, want)
+	}
+	// Once the read has ended, the old mapping goes.
+	deadline := time.Now().Add(5 * time.Second)
+	for superseded() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the old file is still mapped after the read ended")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

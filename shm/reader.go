@@ -262,23 +262,38 @@ func (r *Reader) reopen(old *mapping) error {
 	return nil
 }
 
-// sweepLocked unmaps retired mappings whose grace period has passed, and
-// schedules itself again while some remain. A read that began on a retired
-// mapping and still runs after the grace period has outlived the read lease
-// anyway; the package's own code recovers from the fault as ErrCorrupt.
+// sweepLocked unmaps retired mappings whose grace period has passed and
+// that no read of this Reader may still be using, and schedules itself
+// again while some remain. A read on a retired file (one that began before
+// the reopen) holds an epoch no greater than that file's last generation,
+// since a new file's generations continue past its predecessor's; a slot
+// the writer forced still belongs to a read that has not ended. Either
+// keeps the mapping for another lease: a View callback running past the
+// lease may still touch its value, and an unmapped value would crash the
+// process.
 func (r *Reader) sweepLocked() {
 	now := time.Now()
 	kept := r.retired[:0]
 	for _, rm := range r.retired {
-		if now.Before(rm.until) {
+		switch {
+		case now.Before(rm.until):
 			kept = append(kept, rm)
-		} else {
+		case r.readingLocked(rm.m.loadGeneration()):
+			rm.until = now.Add(r.lease)
+			kept = append(kept, rm)
+		default:
 			_ = rm.m.unmap()
 		}
 	}
 	r.retired = kept
 	if len(r.retired) > 0 && r.sweeper == nil {
-		r.sweeper = time.AfterFunc(r.retired[0].until.Sub(now)+time.Millisecond, func() {
+		next := r.retired[0].until
+		for _, rm := range r.retired {
+			if rm.until.Before(next) {
+				next = rm.until
+			}
+		}
+		r.sweeper = time.AfterFunc(next.Sub(now)+time.Millisecond, func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.sweeper = nil
@@ -287,6 +302,19 @@ func (r *Reader) sweepLocked() {
 			}
 		})
 	}
+}
+
+// readingLocked reports whether one of this Reader's slots is in a read
+// that began at or before generation last (or was forced, and has not
+// ended).
+func (r *Reader) readingLocked(last uint64) bool {
+	for i := range r.mine {
+		e := atomic.LoadUint64(&r.ctl.slot(i).epoch)
+		if e != 0 && (e&epochForced != 0 || e <= last) {
+			return true
+		}
+	}
+	return false
 }
 
 // Get returns a copy of key's value, or ErrNotFound. On a hit it allocates
