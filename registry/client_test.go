@@ -168,44 +168,6 @@ func TestClientWritesKeepOrderAcrossFailover(t *testing.T) {
 	}
 }
 
-// TestDeleteFencesAWriteStillOnItsWay: a client deletes a key on a center
-// that does not hold it yet (the write it made on the other center has not
-// replicated). The delete reports not_found but leaves a tombstone, so the
-// write arriving afterwards from the peer does not bring the key back. A
-// client that has seen no version (sends no After) writes no tombstone.
-func TestDeleteFencesAWriteStillOnItsWay(t *testing.T) {
-	c := testCenter(t, CenterOptions{})
-	ctx := tctx(t)
-	admin := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
-	peer := dialT(t, c.Addr().String(), DialOptions{Role: RolePeer, centerID: "other"})
-
-	// The write the client made on the other center: a version it saw.
-	onTheWay := Record{Key: "cfg/k", Value: []byte("resurrected?"), Version: Version{HLC: c.clock.Now(), Origin: "other"}}
-	admin.seen.Store(onTheWay.Version.HLC)
-	if _, err := admin.Delete(ctx, "cfg/k"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("delete of a key the center does not hold = %v, want ErrNotFound", err)
-	}
-	if err := peer.replicate(ctx, []Record{onTheWay}); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := c.Get("cfg/k"); err == nil {
-		t.Fatalf("the earlier write came back after the delete: %+v", r)
-	}
-
-	// Without After (a fresh connection), no tombstone: the write lands.
-	fresh := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
-	if _, err := fresh.Delete(ctx, "cfg/j"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("delete = %v, want ErrNotFound", err)
-	}
-	later := Record{Key: "cfg/j", Value: []byte("v"), Version: Version{HLC: c.clock.Now(), Origin: "other"}}
-	if err := peer.replicate(ctx, []Record{later}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Get("cfg/j"); err != nil {
-		t.Fatalf("a replicated write after an unfenced delete of an absent key: %v", err)
-	}
-}
-
 // TestCenterIgnoresFarFutureAfter: a write whose After is far ahead of the
 // center's clock does not drag the clock (and later versions) forward.
 func TestCenterIgnoresFarFutureAfter(t *testing.T) {

@@ -32,12 +32,6 @@ type op struct {
 	expect Version       // opExpire, opPurge
 	connID uint64        // opPut of an instance tied to its connection
 	ttl    time.Duration // opPut of an instance
-	// fence: an opDelete of a key this center does not hold (or holds
-	// deleted) still writes a tombstone, and still reports ErrNotFound.
-	// The tombstone outranks any older write of the key still on its way
-	// from the peer, which would otherwise arrive after the delete and
-	// live on. Set for deletes from clients that sent After.
-	fence bool
 }
 
 type opResult struct {
@@ -144,7 +138,6 @@ func (c *Center) commit(batch []*writeReq) {
 		results[i] = make([]opResult, len(req.ops))
 		for j, o := range req.ops {
 			res := &results[i][j]
-			var miss error // a fenced delete of a key not held
 			old := lookup(o.key)
 			var nr *Record
 			switch o.kind {
@@ -152,11 +145,8 @@ func (c *Center) commit(batch []*writeReq) {
 				nr = &Record{Key: o.key, Value: o.value, Version: Version{HLC: c.clock.Now(), Origin: c.id}}
 			case opDelete:
 				if old == nil || old.Deleted {
-					miss = fmt.Errorf("%w: %s", ErrNotFound, o.key)
-					if !o.fence {
-						res.Err = miss
-						continue
-					}
+					res.Err = fmt.Errorf("%w: %s", ErrNotFound, o.key)
+					continue
 				}
 				nr = &Record{Key: o.key, Version: Version{HLC: c.clock.Now(), Origin: c.id}, Deleted: true}
 			case opApply:
@@ -193,7 +183,7 @@ func (c *Center) commit(batch []*writeReq) {
 			overlay[o.key] = nr
 			changes = append(changes, nr)
 			effects = append(effects, effect{key: o.key, rec: nr, fromPeer: req.fromPeer, connID: o.connID, ttl: o.ttl})
-			*res = opResult{Version: nr.Version, Rev: rev, Applied: true, Err: miss}
+			*res = opResult{Version: nr.Version, Rev: rev, Applied: true}
 		}
 	}
 	if len(effects) > 0 && c.store != nil {

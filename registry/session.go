@@ -228,7 +228,7 @@ func (s *session) handle(f frame) error {
 			return err
 		}
 		c.observeClient(m.After)
-		s.submitWrite(f.ID, op{kind: opDelete, key: m.Key, fence: m.After != 0})
+		s.submitWrite(f.ID, op{kind: opDelete, key: m.Key})
 	case msgRegister:
 		if err := s.needAuth(); err != nil {
 			return err
