@@ -314,14 +314,14 @@ struct shmreg_ctl {
  * with the process, which is how the writer tells dead readers from live
  * ones (F_OFD_GETLK), whatever pid the kernel hands out since. Only the
  * owner writes owner, pid and epoch, except that the writer may
- * compare-and-swap the epoch: to SHMREG_EPOCH_FORCED | generation when the
+ * compare-and-swap the epoch: to SHMREG_EPOCH_FORCED | epoch when the
  * section outlived the lease, to 0 when the owner is dead. */
 struct shmreg_slot {
     _Atomic uint64_t owner; /* 0 = free, else pid << 32 | nonce; stored last when claiming */
     _Atomic uint64_t epoch; /* 0 = idle (no section under way); else the generation at which
                                the owner's current section began; bit 63
-                               (SHMREG_EPOCH_FORCED) set by the writer, with the generation
-                               at which it forced the slot in the low bits */
+                               (SHMREG_EPOCH_FORCED) set by the writer, with the section's
+                               own epoch kept in the low bits */
     uint32_t pid;           /* of the owner, informational */
     uint8_t reserved[44];
 };

@@ -85,7 +85,7 @@ func (c *Center) observeClient(after uint64) {
 	if after == 0 {
 		return
 	}
-	limit := uint64(time.Now().Add(maxClientAhead).UnixMilli()) << hlcLogicalBits
+	limit := uint64(c.clock.now().Add(maxClientAhead).UnixMilli()) << hlcLogicalBits
 	if after > limit {
 		c.log.Warn("ignoring a client's version far ahead of this center's clock", "after", Version{HLC: after}.Time())
 		return

@@ -160,9 +160,12 @@ func (c *control) close() error {
 // then the busy slots are released through the file itself (cleared with a
 // write, unlocked), and the file is closed. The private memory stays
 // mapped for the life of the process: one control file's size, and only
-// when a Close raced reads that outlived the read lease.
+// when a Close raced reads that outlived the read lease. If the mapping
+// cannot be replaced, the slots stay held and the file open (for the life
+// of the process): safer than letting a late store reach another
+// process's slot.
 func (c *control) detach(busy []int) error {
-	if err := replaceWithZeros(c.mem); err != nil {
+	if err := replaceWithZeros(c.mem, true); err != nil {
 		return fmt.Errorf("detach %s: %w", c.file.Name(), err)
 	}
 	var zero [16]byte // a slot's owner and epoch

@@ -150,12 +150,18 @@ func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[
 // file behind it is no longer touched through these addresses, while a
 // straggling access to them still lands on mapped memory. It is for
 // mappings that reads outliving their Reader's Close may still use; the
-// memory is never unmapped.
-func replaceWithZeros(mem []byte) error {
+// memory is never unmapped. A data mapping stays read-only (and costs no
+// commit charge); the control mapping, which reads store to, is writable
+// without reserving swap.
+func replaceWithZeros(mem []byte, writable bool) error {
 	if len(mem) == 0 {
 		return nil
 	}
-	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&mem[0]), uintptr(len(mem)),
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	prot, flags := unix.PROT_READ, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS
+	if writable {
+		prot |= unix.PROT_WRITE
+		flags |= unix.MAP_NORESERVE
+	}
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&mem[0]), uintptr(len(mem)), prot, flags)
 	return err
 }

@@ -222,3 +222,80 @@ func TestReadOutlivesCompaction(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCloseAfterReadsReleasesEverything: a Close once every read has ended
+// (with idle handles spread over processors' pool caches and an idle
+// Session) releases the slots and unmaps the files: nothing is kept for
+// stragglers that do not exist.
+func TestCloseAfterReadsReleasesEverything(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 100, 1)
+	s, err := r.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get([]byte("k00001")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				if _, err := r.Get([]byte("k00002")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r.Close()
+	time.Sleep(4 * opts.ReadLease)
+	if r.detached.Load() {
+		t.Fatal("Close kept zero pages for reads that had all ended")
+	}
+	if st := w.Stat(); st.ReadersLive != 0 {
+		t.Fatalf("%d reader slots still live after Close", st.ReadersLive)
+	}
+	s.Close()
+}
+
+// TestStuckReadPinsOnlyItsFile: a read stuck on one file (a Session whose
+// callback panicked) keeps that file mapped, and only that one, through
+// later compactions.
+func TestStuckReadPinsOnlyItsFile(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
+	w, r := openPair(t, opts)
+	churn(t, w, 100, 1)
+	s, err := r.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { recover() }()
+		s.View([]byte("k00001"), func([]byte) error { panic("stuck") })
+	}()
+	for i := 0; i < 4; i++ {
+		if err := w.Compact(); err != nil {
+			t.Fatal(err)
+		}
+		churn(t, w, 100, 1) // and the writer forces the stuck slot
+		if _, err := r.Get([]byte("k00002")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(6 * opts.ReadLease)
+	if _, err := r.Get([]byte("k00002")); err != nil { // a sweep ran meanwhile
+		t.Fatal(err)
+	}
+	st, err := r.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SupersededMapped != 1 {
+		t.Fatalf("%d superseded files mapped, want 1 (the stuck read's)", st.SupersededMapped)
+	}
+}

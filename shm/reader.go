@@ -34,6 +34,7 @@ type Reader struct {
 	handles sync.Pool // *readHandle, each owning one reader slot
 
 	mu       sync.Mutex // guards the fields below
+	curFirst uint64     // cur's generation when this Reader mapped it
 	mine     map[int]bool
 	retired  []retiredMapping
 	sweeper  *time.Timer
@@ -65,6 +66,7 @@ type readHandle struct {
 // legitimately run longer than the lease.
 type retiredMapping struct {
 	m     *mapping
+	first uint64 // the generation when this Reader mapped it: its reads' epochs are >= first
 	until time.Time
 }
 
@@ -85,6 +87,7 @@ func Open(name string, opts Options) (*Reader, error) {
 	r := &Reader{path: path, lease: opts.ReadLease, lockTimeout: opts.LockTimeout, ctl: ctl, mine: map[int]bool{},
 		plainEpoch: readerRegistration()}
 	r.cur.Store(m)
+	r.curFirst = m.loadGeneration()
 	r.handles.New = func() any { return r.newHandle() }
 	return r, nil
 }
@@ -256,21 +259,22 @@ func (r *Reader) reopen(old *mapping) error {
 	if err != nil {
 		return err
 	}
+	first := nm.loadGeneration() // before any read can begin on nm
 	r.cur.Store(nm)
-	r.retired = append(r.retired, retiredMapping{m: old, until: time.Now().Add(r.lease)})
+	r.retired = append(r.retired, retiredMapping{m: old, first: r.curFirst, until: time.Now().Add(r.lease)})
+	r.curFirst = first
 	r.sweepLocked()
 	return nil
 }
 
 // sweepLocked unmaps retired mappings whose grace period has passed and
 // that no read of this Reader may still be using, and schedules itself
-// again while some remain. A read on a retired file (one that began before
-// the reopen) holds an epoch no greater than that file's last generation,
-// since a new file's generations continue past its predecessor's; a slot
-// the writer forced still belongs to a read that has not ended. Either
-// keeps the mapping for another lease: a View callback running past the
-// lease may still touch its value, and an unmapped value would crash the
-// process.
+// again while some remain. A read on a retired file holds an epoch between
+// the generation at which this Reader mapped the file and the file's last
+// generation; a new file's generations continue past its predecessor's,
+// so these ranges do not overlap. Such a read keeps the mapping for
+// another lease: a View callback running past the lease may still touch
+// its value, and an unmapped value would crash the process.
 func (r *Reader) sweepLocked() {
 	now := time.Now()
 	kept := r.retired[:0]
@@ -278,7 +282,7 @@ func (r *Reader) sweepLocked() {
 		switch {
 		case now.Before(rm.until):
 			kept = append(kept, rm)
-		case r.readingLocked(rm.m.loadGeneration()):
+		case r.readingLocked(rm.first, rm.m.loadGeneration()):
 			rm.until = now.Add(r.lease)
 			kept = append(kept, rm)
 		default:
@@ -305,12 +309,13 @@ func (r *Reader) sweepLocked() {
 }
 
 // readingLocked reports whether one of this Reader's slots is in a read
-// that began at or before generation last (or was forced, and has not
-// ended).
-func (r *Reader) readingLocked(last uint64) bool {
+// that began between generations first and last: a read of the file those
+// were the generations of. A forced slot keeps its read's epoch beside the
+// forced bit, so a stuck read pins only its own file.
+func (r *Reader) readingLocked(first, last uint64) bool {
 	for i := range r.mine {
-		e := atomic.LoadUint64(&r.ctl.slot(i).epoch)
-		if e != 0 && (e&epochForced != 0 || e <= last) {
+		e := atomic.LoadUint64(&r.ctl.slot(i).epoch) &^ epochForced
+		if e != 0 && first <= e && e <= last {
 			return true
 		}
 	}
@@ -540,19 +545,32 @@ func (r *Reader) Close() error {
 	ctl := r.ctl
 	r.mu.Unlock()
 	time.AfterFunc(r.lease, func() {
-		if len(busy) == 0 {
+		// busy holds the slots of handles not in this goroutine's view of
+		// the pool: idle ones (in other processors' pool caches, or in open
+		// Sessions; no read can start once cur is nil) and those of reads
+		// still running. Only a running read has a non-zero epoch.
+		var running []int
+		for i := range busy {
+			if atomic.LoadUint64(&ctl.slot(i).epoch) != 0 {
+				running = append(running, i)
+			}
+		}
+		if len(running) == 0 {
+			for i := range busy {
+				ctl.releaseSlot(i)
+			}
 			for _, m := range maps {
 				_ = m.unmap()
 			}
 			_ = ctl.close()
 			return
 		}
-		// Reads (or Sessions) that began before Close still hold slots:
-		// any of them may yet touch the mappings. They get private zero
-		// pages in place of the files, and report ErrClosed when they end.
+		// Reads that began before Close are still running and may yet
+		// touch the mappings. They get private zero pages in place of the
+		// files, and report ErrClosed when they end.
 		r.detached.Store(true)
 		for _, m := range maps {
-			_ = replaceWithZeros(m.mem)
+			_ = replaceWithZeros(m.mem, false)
 		}
 		slots := make([]int, 0, len(busy))
 		for i := range busy {

@@ -306,7 +306,7 @@ func (w *Writer) oldestEpoch(urgent bool) uint64 {
 		if urgent {
 			lease /= 2
 		}
-		if now.Sub(st.since) >= lease && atomic.CompareAndSwapUint64(&s.epoch, e, epochForced|gen) {
+		if now.Sub(st.since) >= lease && atomic.CompareAndSwapUint64(&s.epoch, e, epochForced|e) {
 			atomic.AddUint64(&c.hdr.slotsForced, 1)
 			delete(w.rec.stuck, i)
 			continue

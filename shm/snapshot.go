@@ -20,6 +20,9 @@ type Snapshot struct {
 // timeout the writer forces the lock and proceeds, and Snapshot returns
 // ErrEvicted (fn's reads are then no longer guaranteed consistent).
 func (r *Reader) Snapshot(fn func(s *Snapshot) error) (err error) {
+	if r.cur.Load() == nil {
+		return ErrClosed // (the control file may be released already)
+	}
 	rw, err := lock.New(r.ctl.lockMem(), lock.Options{Timeout: r.lockTimeout})
 	if err != nil {
 		return err
