@@ -22,12 +22,14 @@ import (
 // revision counter and the digests; it takes mu for writing only while it
 // publishes a committed batch. Readers take mu for reading.
 type Center struct {
-	opts    CenterOptions
-	log     *slog.Logger
-	id      string
-	store   *store // nil: memory only
-	clock   *hlc
-	metrics *centerMetrics
+	opts  CenterOptions
+	log   *slog.Logger
+	id    string
+	store *store // nil: memory only
+	clock *hlc
+	// afterWarned is when a client's far-ahead after was last logged.
+	afterWarned atomic.Int64
+	metrics     *centerMetrics
 
 	mu           sync.RWMutex
 	recs         map[string]*Record // immutable values: replaced, never mutated

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestClientRegistersThroughFailover(t *testing.T) {
@@ -182,6 +184,16 @@ func TestCenterIgnoresFarFutureAfter(t *testing.T) {
 	}
 	if v.HLC >= future || v.Time().After(time.Now().Add(time.Minute)) {
 		t.Fatalf("version %v (%v) followed a client's far-future After", v, v.Time())
+	}
+	if _, err := conn.Put(ctx, "cfg/x", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	var m dto.Metric
+	if err := c.metrics.afterIgnored.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 2 {
+		t.Fatalf("client_after_ignored_total = %v, want 2", n)
 	}
 }
 

@@ -21,6 +21,7 @@ type centerMetrics struct {
 	replSent        prometheus.Counter
 	repairs         prometheus.Counter
 	purged          prometheus.Counter
+	afterIgnored    prometheus.Counter
 }
 
 func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
@@ -48,11 +49,12 @@ func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
 		replSent:        c("replicated_records_total", "Records sent to the peer."),
 		repairs:         c("antientropy_repairs_total", "Records repaired by anti-entropy (either direction)."),
 		purged:          c("tombstones_purged_total", "Tombstones purged after the retention period."),
+		afterIgnored:    c("client_after_ignored_total", "Client writes whose after version was too far ahead of this center's clock to follow."),
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
 			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.records, m.pushes, m.pushedRecords,
-			m.replLag, m.replSent, m.repairs, m.purged} {
+			m.replLag, m.replSent, m.repairs, m.purged, m.afterIgnored} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

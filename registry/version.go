@@ -87,7 +87,13 @@ func (c *Center) observeClient(after uint64) {
 	}
 	limit := uint64(c.clock.now().Add(maxClientAhead).UnixMilli()) << hlcLogicalBits
 	if after > limit {
-		c.log.Warn("ignoring a client's version far ahead of this center's clock", "after", Version{HLC: after}.Time())
+		// Counted always, logged at most once a minute: one misbehaving
+		// client must not flood the log.
+		c.metrics.afterIgnored.Inc()
+		now := c.clock.now().UnixNano()
+		if last := c.afterWarned.Load(); now-last >= int64(time.Minute) && c.afterWarned.CompareAndSwap(last, now) {
+			c.log.Warn("ignoring a client's version far ahead of this center's clock (further ones this minute are only counted)", "after", Version{HLC: after}.Time())
+		}
 		return
 	}
 	c.clock.Observe(after)
