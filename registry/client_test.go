@@ -12,11 +12,7 @@ import (
 func TestClientRegistersThroughFailover(t *testing.T) {
 	a, b, _, _ := startPair(t)
 	ctx := tctx(t)
-	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, KeepAlive: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, KeepAlive: 200 * time.Millisecond})
 	in := inst("web", "1", 300*time.Millisecond)
 	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
 		t.Fatal(err)
@@ -59,11 +55,7 @@ func TestClientRegistersThroughFailover(t *testing.T) {
 
 func TestClientReregistersForgottenInstance(t *testing.T) {
 	c := testCenter(t, CenterOptions{})
-	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{c.Addr().String()}})
 	ctx := tctx(t)
 	in := inst("web", "1", 300*time.Millisecond)
 	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
@@ -80,11 +72,7 @@ func TestClientReregistersForgottenInstance(t *testing.T) {
 
 func TestRegisterContextEndDeregisters(t *testing.T) {
 	c := testCenter(t, CenterOptions{})
-	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{c.Addr().String()}})
 	ctx, cancel := context.WithCancel(context.Background())
 	in := inst("web", "1", time.Minute)
 	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
@@ -100,11 +88,7 @@ func TestRegisterContextEndDeregisters(t *testing.T) {
 // one now owns.
 func TestReplacedRegistrationOutlivesOldContext(t *testing.T) {
 	c := testCenter(t, CenterOptions{})
-	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{c.Addr().String()}})
 	ctx := tctx(t)
 	in := inst("web", "1", time.Minute)
 	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
@@ -148,11 +132,7 @@ func TestClientWritesKeepOrderAcrossFailover(t *testing.T) {
 	}
 	ctx := tctx(t)
 	t.Cleanup(func() { a.Shutdown(ctx); b.Shutdown(ctx) })
-	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAdmin})
 	v1, err := cl.Put(ctx, "cfg/order", []byte("first"))
 	if err != nil {
 		t.Fatal(err)
@@ -200,11 +180,7 @@ func TestCenterIgnoresFarFutureAfter(t *testing.T) {
 func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
 	a, b, _, _ := startPair(t)
 	ctx := tctx(t)
-	cl, err := NewClient(ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAgent})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testClient(t, ClientOptions{Addrs: []string{a.Addr().String(), b.Addr().String()}, Role: RoleAgent})
 	if _, err := cl.Put(ctx, "cfg/1", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -230,13 +206,20 @@ func TestClientSubscriptionFailsOverWithSnapshot(t *testing.T) {
 // token is not "unavailable"; the client returns the refusal itself.
 func TestClientReportsARefusalAsSuch(t *testing.T) {
 	c := testCenter(t, CenterOptions{Token: "t"})
-	cl, err := NewClient(ClientOptions{Addrs: []string{c.Addr().String()}, Role: RoleAdmin, Token: "wrong"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	_, err = cl.Put(tctx(t), "cfg/a", []byte("1"))
+	cl := testClient(t, ClientOptions{Addrs: []string{c.Addr().String()}, Role: RoleAdmin, Token: "wrong"})
+	_, err := cl.Put(tctx(t), "cfg/a", []byte("1"))
 	if !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("put with a wrong token: %v; want ErrUnauthorized and not ErrUnavailable", err)
 	}
+}
+
+// testClient makes a Client closed at the end of the test.
+func testClient(t *testing.T, opts ClientOptions) *Client {
+	t.Helper()
+	cl, err := NewClient(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }

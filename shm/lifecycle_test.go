@@ -3,6 +3,7 @@ package shm
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -69,8 +70,7 @@ func TestCloseWhileReading(t *testing.T) {
 // what it read), so memory retired later is still reused while it stays
 // stuck.
 func TestForcedSlotHoldsNothingBack(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
-	w, r := openPair(t, opts)
+	_, w, r := leasedPair(t, 100*time.Millisecond)
 	churn(t, w, 500, 1)
 	finish := blockInView(t, r, "k00001")
 	churnUntilForced(t, w)
@@ -141,13 +141,9 @@ func TestReopenedWriterStartsWithEmptyFreeLists(t *testing.T) {
 // process, and its slot is back in the control file for other readers.
 // Likewise a Session closed long after its Reader.
 func TestReadOutlivesClose(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
-	w, r := openPair(t, opts)
+	opts, w, r := leasedPair(t, 50*time.Millisecond)
 	churn(t, w, 100, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	finish := blockInView(t, r, "k00001")
 	r.Close()
 	time.Sleep(4 * opts.ReadLease) // the lease passes: r releases everything
@@ -169,8 +165,7 @@ func TestReadOutlivesClose(t *testing.T) {
 // crash), and the value it sees is the one it was given, unless the read
 // reports ErrEvicted.
 func TestReadOutlivesCompaction(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
-	w, r := openPair(t, opts)
+	opts, w, r := leasedPair(t, 50*time.Millisecond)
 	churn(t, w, 100, 1)
 	want, err := r.Get([]byte("k00001"))
 	if err != nil {
@@ -228,13 +223,9 @@ func TestReadOutlivesCompaction(t *testing.T) {
 // Session) releases the slots and unmaps the files: nothing is kept for
 // stragglers that do not exist.
 func TestCloseAfterReadsReleasesEverything(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
-	w, r := openPair(t, opts)
+	opts, w, r := leasedPair(t, 50*time.Millisecond)
 	churn(t, w, 100, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	if _, err := s.Get([]byte("k00001")); err != nil {
 		t.Fatal(err)
 	}
@@ -267,17 +258,10 @@ func TestCloseAfterReadsReleasesEverything(t *testing.T) {
 // callback panicked) keeps that file mapped, and only that one, through
 // later compactions.
 func TestStuckReadPinsOnlyItsFile(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 50 * time.Millisecond}
-	w, r := openPair(t, opts)
+	opts, w, r := leasedPair(t, 50*time.Millisecond)
 	churn(t, w, 100, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	func() {
-		defer func() { recover() }()
-		s.View([]byte("k00001"), func([]byte) error { panic("stuck") })
-	}()
+	s := newSession(t, r)
+	panicInView(t, s, "k00001")
 	for i := 0; i < 4; i++ {
 		if err := w.Compact(); err != nil {
 			t.Fatal(err)
@@ -298,4 +282,7 @@ func TestStuckReadPinsOnlyItsFile(t *testing.T) {
 	if st.SupersededMapped != 1 {
 		t.Fatalf("%d superseded files mapped, want 1 (the stuck read's)", st.SupersededMapped)
 	}
+	// The spent session must stay reachable until here: a collected one
+	// gives its slot back, and then nothing pins the file.
+	runtime.KeepAlive(s)
 }

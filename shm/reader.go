@@ -229,23 +229,22 @@ func (r *Reader) enterSlow(h *readHandle) (*mapping, error) {
 func (r *Reader) end(h *readHandle) error {
 	old := idleSlot(&h.slot.epoch)
 	r.handles.Put(h)
-	if old&epochForced != 0 || r.detached.Load() {
-		return r.endedLate(old)
+	return r.ended(old)
+}
+
+// ended is the outcome of a read whose slot held old when the read idled
+// it: nil, or the error of a read that ended after its slot was forced free
+// (ErrEvicted) or after its Reader was closed and released its files
+// (ErrClosed). Either way what the read saw may not be the region's.
+func (r *Reader) ended(old uint64) error {
+	switch {
+	case r.detached.Load():
+		return fmt.Errorf("%w: the read outlived the reader (%s)", ErrClosed, r.path)
+	case old&epochForced != 0:
+		return fmt.Errorf("%w (%s)", ErrEvicted, r.path)
 	}
 	return nil
 }
-
-// endedLate is the error of a read that ended after its slot was forced
-// free (ErrEvicted) or after its Reader was closed and released its files
-// (ErrClosed): either way what the read saw may not be the region's.
-func (r *Reader) endedLate(old uint64) error {
-	if r.detached.Load() {
-		return fmt.Errorf("%w: the read outlived the reader (%s)", ErrClosed, r.path)
-	}
-	return r.evicted()
-}
-
-func (r *Reader) evicted() error { return fmt.Errorf("%w (%s)", ErrEvicted, r.path) }
 
 // reopen switches from the superseded mapping old to the file now at the
 // path.

@@ -46,8 +46,8 @@ func (s *Session) Close() error {
 	}
 	s.closed = true
 	if !s.active && s.r.cur.Load() != nil {
-		// (A closed Reader released this slot itself; see Reader.Close.)
-		idleSlot(&s.h.slot.epoch)
+		// Between reads the slot is idle already. (A closed Reader
+		// released this slot itself; see Reader.Close.)
 		s.r.handles.Put(s.h)
 	}
 	return nil
@@ -81,8 +81,8 @@ func (s *Session) View(key []byte, fn func(value []byte) error) error {
 		err = fn(v)
 	}
 	s.active = false
-	if old := idleSlot(&h.slot.epoch); old&epochForced != 0 || s.r.detached.Load() {
-		err = s.r.endedLate(old)
+	if eerr := s.r.ended(idleSlot(&h.slot.epoch)); eerr != nil {
+		err = eerr
 	}
 	if s.closed { // fn closed the session
 		s.r.handles.Put(h)

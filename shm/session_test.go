@@ -20,10 +20,7 @@ func TestSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	for i := 0; i < 100; i++ {
 		key := []byte(fmt.Sprintf("k%03d", i))
 		got, err := s.Get(key)
@@ -72,21 +69,12 @@ func TestSession(t *testing.T) {
 // once, so the next two sessions hold two slots.
 func TestSessionsNeverShareASlot(t *testing.T) {
 	_, r := openPair(t, testOptions(t))
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	s.Close()
 	s.Close()
-	a, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newSession(t, r)
 	defer a.Close()
-	b, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newSession(t, r)
 	defer b.Close()
 	if a.h == b.h || a.h.i == b.h.i {
 		t.Fatalf("two open sessions share reader slot %d", a.h.i)
@@ -103,11 +91,8 @@ func TestSessionReentry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.View([]byte("a"), func(va []byte) error {
+	s := newSession(t, r)
+	err := s.View([]byte("a"), func(va []byte) error {
 		if got, err := s.Get([]byte("b")); err != nil || string(got) != "vb" {
 			t.Fatalf("nested Get = %q, %v", got, err)
 		}
@@ -138,21 +123,10 @@ func TestSessionReentry(t *testing.T) {
 // session still reads correctly afterwards (through the Reader), and its
 // pinned slot is forced free after the lease, so memory reuse resumes.
 func TestSessionCallbackPanics(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
-	w, r := openPair(t, opts)
+	_, w, r := leasedPair(t, 100*time.Millisecond)
 	churn(t, w, 500, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	func() {
-		defer func() {
-			if p := recover(); p != "boom" {
-				t.Fatalf("recovered %v, want the callback's panic", p)
-			}
-		}()
-		s.View([]byte("k00001"), func([]byte) error { panic("boom") })
-	}()
+	s := newSession(t, r)
+	panicInView(t, s, "k00001")
 	want, err := r.Get([]byte("k00002"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,10 +148,7 @@ func TestSessionAfterReaderClose(t *testing.T) {
 	if err := w.Put([]byte("a"), []byte("va")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	r.Close()
 	if _, err := s.Get([]byte("a")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get through a session of a closed reader = %v, want ErrClosed", err)
@@ -196,10 +167,7 @@ func TestSessionFollowsCompaction(t *testing.T) {
 	if err := w.Put([]byte("before"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	defer s.Close()
 	if _, err := s.Get([]byte("before")); err != nil {
 		t.Fatal(err)
@@ -225,13 +193,9 @@ func TestSessionFollowsCompaction(t *testing.T) {
 // TestSessionEvicted: a session read that outlives the lease is forced out
 // of its slot and reports ErrEvicted; the session reads normally afterwards.
 func TestSessionEvicted(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: 100 * time.Millisecond}
-	w, r := openPair(t, opts)
+	_, w, r := leasedPair(t, 100*time.Millisecond)
 	churn(t, w, 500, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	defer s.Close()
 	inside, release, errc := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
@@ -251,13 +215,9 @@ func TestSessionEvicted(t *testing.T) {
 // TestIdleSessionHoldsNothing: an open session between reads does not hold
 // memory reuse back, with a lease far longer than the test.
 func TestIdleSessionHoldsNothing(t *testing.T) {
-	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: time.Hour}
-	w, r := openPair(t, opts)
+	_, w, r := leasedPair(t, time.Hour)
 	churn(t, w, 500, 1)
-	s, err := r.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, r)
 	defer s.Close()
 	if _, err := s.Get([]byte("k00001")); err != nil {
 		t.Fatal(err)
@@ -295,4 +255,35 @@ func TestDroppedSessionsGiveSlotsBack(t *testing.T) {
 			t.Fatalf("session %d: Get = %q, %v", i, got, err)
 		}
 	}
+}
+
+// newSession opens a Session on r, failing the test if it cannot.
+func newSession(t *testing.T, r *Reader) *Session {
+	t.Helper()
+	s, err := r.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// leasedPair opens a writer and a reader on a 4 MiB region with the given
+// read lease.
+func leasedPair(t *testing.T, lease time.Duration) (Options, *Writer, *Reader) {
+	t.Helper()
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, ReadLease: lease}
+	w, r := openPair(t, opts)
+	return opts, w, r
+}
+
+// panicInView makes a View on s whose callback panics, and checks that the
+// panic reaches the caller unchanged.
+func panicInView(t *testing.T, s *Session, key string) {
+	t.Helper()
+	defer func() {
+		if p := recover(); p != "boom" {
+			t.Fatalf("recovered %v, want the callback's panic", p)
+		}
+	}()
+	s.View([]byte(key), func([]byte) error { panic("boom") })
 }
