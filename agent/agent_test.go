@@ -171,7 +171,7 @@ func TestSuspectSnapshotHeld(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	// A center that knows four instances of "web" fills the region ...
-	full := startCenter(t, registry.CenterOptions{})
+	full := startCenter(t, registry.CenterOptions{Insecure: true})
 	adminFull := dialAdmin(t, full.Addr().String())
 	for i := range 4 {
 		in := instance("web", fmt.Sprint("w", i), 8000+i)
@@ -181,7 +181,7 @@ func TestSuspectSnapshotHeld(t *testing.T) {
 		}
 	}
 	// ... then a center that lost them (and has one new one) takes over.
-	empty := startCenter(t, registry.CenterOptions{})
+	empty := startCenter(t, registry.CenterOptions{Insecure: true})
 	adminEmpty := dialAdmin(t, empty.Addr().String())
 	newcomer := instance("web", "new", 9000)
 	newcomer.TTL = time.Minute

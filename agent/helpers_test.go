@@ -18,8 +18,8 @@ func testPair(t testing.TB) (a, b *registry.Center) {
 	t.Helper()
 	lnA := freeAddr(t)
 	lnB := freeAddr(t)
-	a = startCenter(t, registry.CenterOptions{Listen: lnA, Peer: lnB})
-	b = startCenter(t, registry.CenterOptions{Listen: lnB, Peer: lnA})
+	a = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnA, Peer: lnB})
+	b = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnB, Peer: lnA})
 	return a, b
 }
 
@@ -51,7 +51,7 @@ func shutdownCenter(t testing.TB, c *registry.Center) {
 // know its peer's address before the peer starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	c, err := registry.NewCenter(registry.CenterOptions{})
+	c, err := registry.NewCenter(registry.CenterOptions{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func runChild(role string) int {
 
 func childCenter(ctx context.Context) error {
 	c, err := registry.NewCenter(registry.CenterOptions{
-		Listen: os.Getenv("SHMREG_T_LISTEN"), Peer: os.Getenv("SHMREG_T_PEER"), DataDir: os.Getenv("SHMREG_T_DATA"),
+		Insecure: true, Listen: os.Getenv("SHMREG_T_LISTEN"), Peer: os.Getenv("SHMREG_T_PEER"), DataDir: os.Getenv("SHMREG_T_DATA"),
 		SweepInterval: 20 * time.Millisecond, TouchInterval: 50 * time.Millisecond, AntiEntropyInterval: 200 * time.Millisecond,
 	})
 	if err != nil {

@@ -98,7 +98,7 @@ func BenchmarkRegionWrite(b *testing.B) {
 // BenchmarkHeartbeat is one connection renewing one instance a call.
 func BenchmarkHeartbeat(b *testing.B) {
 	ctx := context.Background()
-	c, err := StartCenter(ctx, registry.CenterOptions{SelfPreservation: -1})
+	c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, SelfPreservation: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

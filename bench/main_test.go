@@ -138,6 +138,7 @@ func runTestCenter(jsonArgs string) error {
 	fs.StringVar(&opts.DataDir, "data", "", "")
 	fs.Float64Var(&opts.SelfPreservation, "self-preservation", 0, "")
 	fs.String("log-level", "", "")
+	fs.BoolVar(&opts.Insecure, "insecure", false, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

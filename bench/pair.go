@@ -35,7 +35,7 @@ func startPair(ctx context.Context, cfg PropagateConfig, dir string) (*centerPai
 	for i := range 2 {
 		self, peer := p.addrs[i], p.addrs[1-i]
 		if cfg.CenterCmd == nil {
-			c, err := StartCenter(ctx, registry.CenterOptions{Listen: self, Peer: peer, SelfPreservation: -1})
+			c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, Listen: self, Peer: peer, SelfPreservation: -1})
 			if err != nil {
 				p.stop()
 				return nil, err
@@ -45,7 +45,7 @@ func startPair(ctx context.Context, cfg PropagateConfig, dir string) (*centerPai
 		}
 		c, err := startChild(cfg.CenterCmd([]string{
 			"--listen", self, "--peer", peer, "--data", filepath.Join(dir, fmt.Sprintf("center-%d", i)),
-			"--self-preservation", "-1", "--log-level", "warn",
+			"--self-preservation", "-1", "--log-level", "warn", "--insecure",
 		}), "center")
 		if err != nil {
 			p.stop()

@@ -75,7 +75,7 @@ func (c *Center) digestSnapshot() []uint64 {
 
 // bucketRecords returns the records of a bucket with keys after `after`, in
 // key order, up to about limit bytes; more reports a truncation.
-func (c *Center) bucketRecords(bucket int, after string, limit int) (recs []Record, more bool) {
+func (c *Center) bucketRecords(bucket int, after string, limit int) (recs []*Record, more bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	keys := make([]string, 0, len(c.digests.keys[bucket]))
@@ -92,7 +92,7 @@ func (c *Center) bucketRecords(bucket int, after string, limit int) (recs []Reco
 		if size+sz > limit && len(recs) > 0 {
 			return recs, true
 		}
-		recs = append(recs, *r)
+		recs = append(recs, r)
 		size += sz
 	}
 	return recs, false

@@ -151,7 +151,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 }
 
 func TestRequestErrorsKeepTheConnection(t *testing.T) {
-	c := testCenter(t, CenterOptions{})
+	c := testCenter(t, CenterOptions{Insecure: true})
 	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
 	ctx := tctx(t)
 	// The SDK checks limits before sending; a hand-built request checks the

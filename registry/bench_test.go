@@ -44,7 +44,7 @@ func fillInstances(b *testing.B, c *Center, n int) []string {
 // registered instances: one instance key per heartbeat frame, 8 connections
 // with 32 requests in flight each (client and center share the machine).
 func BenchmarkHeartbeats(b *testing.B) {
-	c := testCenter(b, CenterOptions{SweepInterval: time.Second})
+	c := testCenter(b, CenterOptions{Insecure: true, SweepInterval: time.Second})
 	keys := fillInstances(b, c, 100_000)
 	const conns, inflight = 8, 32
 	cs := make([]*Conn, conns)
@@ -80,7 +80,7 @@ func BenchmarkHeartbeats(b *testing.B) {
 // BenchmarkHeartbeatsBatched: an SDK process heartbeats all its instances in
 // one frame; 100 keys per frame here.
 func BenchmarkHeartbeatsBatched(b *testing.B) {
-	c := testCenter(b, CenterOptions{SweepInterval: time.Second})
+	c := testCenter(b, CenterOptions{Insecure: true, SweepInterval: time.Second})
 	keys := fillInstances(b, c, 100_000)
 	conn := dialT(b, c.Addr().String(), DialOptions{Role: RoleInstance})
 	const per = 100
@@ -113,7 +113,7 @@ func BenchmarkHeartbeatsBatched(b *testing.B) {
 // bbolt before the reply) from one client, one request at a time, with
 // 100K instances registered.
 func BenchmarkRegister(b *testing.B) {
-	c := testCenter(b, CenterOptions{DataDir: b.TempDir(), SweepInterval: time.Second})
+	c := testCenter(b, CenterOptions{Insecure: true, DataDir: b.TempDir(), SweepInterval: time.Second})
 	fillInstances(b, c, 100_000)
 	conn := dialT(b, c.Addr().String(), DialOptions{Role: RoleInstance})
 	ctx := context.Background()
@@ -133,7 +133,7 @@ func BenchmarkRegister(b *testing.B) {
 // BenchmarkRegisterParallel: 64 concurrent registrations; group commit
 // shares each fsync among them.
 func BenchmarkRegisterParallel(b *testing.B) {
-	c := testCenter(b, CenterOptions{DataDir: b.TempDir(), SweepInterval: time.Second})
+	c := testCenter(b, CenterOptions{Insecure: true, DataDir: b.TempDir(), SweepInterval: time.Second})
 	conn := dialT(b, c.Addr().String(), DialOptions{Role: RoleInstance})
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
@@ -173,7 +173,7 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 // BenchmarkSnapshot100K measures the time for a new subscriber to receive a
 // 100K-instance snapshot (dial, subscribe, whole snapshot decoded).
 func BenchmarkSnapshot100K(b *testing.B) {
-	c := testCenter(b, CenterOptions{SweepInterval: time.Second})
+	c := testCenter(b, CenterOptions{Insecure: true, SweepInterval: time.Second})
 	fillInstances(b, c, 100_000)
 	ctx := context.Background()
 	b.ResetTimer()
@@ -199,8 +199,8 @@ func BenchmarkSnapshot100K(b *testing.B) {
 // center to its arrival at a subscriber of the other.
 func BenchmarkReplicationLag(b *testing.B) {
 	pa, pb := newFaultProxy(b, ""), newFaultProxy(b, "")
-	a := testCenter(b, CenterOptions{DataDir: b.TempDir(), Peer: pb.addr()})
-	bc := testCenter(b, CenterOptions{DataDir: b.TempDir(), Peer: pa.addr()})
+	a := testCenter(b, CenterOptions{Insecure: true, DataDir: b.TempDir(), Peer: pb.addr()})
+	bc := testCenter(b, CenterOptions{Insecure: true, DataDir: b.TempDir(), Peer: pa.addr()})
 	pa.setTarget(a.Addr().String())
 	pb.setTarget(bc.Addr().String())
 	for !a.PeerConnected() || !bc.PeerConnected() {

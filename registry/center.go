@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Center is one registry center. It serves the wire protocol, owns its
@@ -27,8 +29,9 @@ type Center struct {
 	id    string
 	store *store // nil: memory only
 	clock *hlc
-	// afterWarned is when a client's far-ahead after was last logged.
-	afterWarned atomic.Int64
+	// clockWarned is when a far-ahead version was last logged, per source
+	// (client, peer).
+	clockWarned [2]atomic.Int64
 	metrics     *centerMetrics
 
 	mu           sync.RWMutex
@@ -50,7 +53,16 @@ type Center struct {
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
+	perAddr  map[string]int // open connections per remote IP
 	nextConn atomic.Uint64
+	// refusedWarned is when a refused connection was last logged.
+	refusedWarned atomic.Int64
+
+	// inbound is the budget of bytes in partly read large frames, outbound
+	// that of large frames queued for writing, across all connections.
+	inbound, outbound *semaphore.Weighted
+
+	health health
 
 	peerUp atomic.Bool
 }
@@ -72,6 +84,12 @@ func NewCenter(opts CenterOptions) (*Center, error) {
 		subs:     make(map[*subscriber]struct{}),
 		writes:   make(chan *writeReq, 4096),
 		sessions: make(map[*session]struct{}),
+		perAddr:  make(map[string]int),
+		inbound:  semaphore.NewWeighted(int64(opts.MaxInbound)),
+		outbound: semaphore.NewWeighted(int64(opts.MaxOutbound)),
+	}
+	if opts.Insecure && opts.Token != "" {
+		return nil, fmt.Errorf("%w: Insecure with a Token: a center either authenticates writers or does not", ErrInvalid)
 	}
 	c.digests.init()
 	var st persistedState
@@ -86,9 +104,15 @@ func NewCenter(opts CenterOptions) (*Center, error) {
 	c.id = st.centerID
 	c.rev, c.compactedRev = st.rev, st.compactedRev
 	c.live = newLiveness(c)
+	ahead := 0
 	for _, r := range st.records {
 		c.recs[r.Key] = r
 		c.digests.add(r)
+		// Our own durable records move the clock even when far ahead: a
+		// later write must order after them. Only new input is bounded.
+		if r.Version.HLC > c.clock.limit(opts.MaxClockAhead) {
+			ahead++
+		}
 		c.clock.Observe(r.Version.HLC)
 		if r.Rev > c.rev {
 			c.rev = r.Rev
@@ -100,6 +124,10 @@ func NewCenter(opts CenterOptions) (*Center, error) {
 		}
 	}
 	c.metrics.records.Set(float64(len(c.recs)))
+	if ahead > 0 {
+		c.log.Warn("the store holds records stamped further ahead of the wall clock than MaxClockAhead; this center's versions follow them",
+			"records", ahead, "clock", Version{HLC: c.clock.Now()}.Time())
+	}
 	return c, nil
 }
 
@@ -142,8 +170,20 @@ func (c *Center) Start(ctx context.Context) error {
 	c.goFunc(c.acceptLoop)
 	c.goFunc(c.commitLoop)
 	c.goFunc(c.live.sweepLoop)
+	c.goFunc(c.healthLoop)
 	if c.opts.Peer != "" {
 		c.goFunc(c.replicateLoop)
+	}
+	switch {
+	case c.opts.Insecure:
+		c.log.Warn("INSECURE: this center accepts writes and peers from anyone who can reach it (no token, no client certificate required); never run it so in production",
+			"addr", ln.Addr().String())
+	case c.opts.InsecurePeers:
+		c.log.Warn("INSECURE PEERS: this center accepts role peer from anyone who can reach it; a forged peer can overwrite every record",
+			"addr", ln.Addr().String())
+	case c.opts.Token == "" && (c.opts.TLS == nil || c.opts.TLS.ClientCAs == nil):
+		c.log.Warn("no token and no client certificates: this center refuses every write and every peer (it serves reads only); set a token",
+			"addr", ln.Addr().String())
 	}
 	c.log.Info("center started", "id", c.id, "addr", ln.Addr().String(), "peer", c.opts.Peer, "records", len(c.recs), "rev", c.rev)
 	return nil
@@ -217,15 +257,59 @@ func (c *Center) acceptLoop() {
 			nc.Close()
 			return
 		}
+		if reason := c.admitConn(s); reason != "" {
+			c.sessMu.Unlock()
+			c.refuseConn(nc, reason)
+			continue
+		}
 		c.sessions[s] = struct{}{}
+		c.perAddr[s.addr]++
 		c.sessMu.Unlock()
 		c.goFunc(s.serve)
 	}
 }
 
+// admitConn says why a new connection must be refused ("" if it may be
+// served). Called with sessMu held.
+func (c *Center) admitConn(s *session) string {
+	switch {
+	case len(c.sessions) >= c.opts.MaxConns:
+		return "total"
+	case c.perAddr[s.addr] >= c.opts.MaxConnsPerAddr:
+		return "per_addr"
+	}
+	return ""
+}
+
+// refuseConn tells a refused client why, briefly and without blocking the
+// accept loop, and closes the connection.
+func (c *Center) refuseConn(nc net.Conn, reason string) {
+	c.metrics.refusedConns.WithLabelValues(reason).Inc()
+	now := time.Now().UnixNano()
+	if last := c.refusedWarned.Load(); now-last >= int64(time.Minute) && c.refusedWarned.CompareAndSwap(last, now) {
+		c.log.Warn("refusing connections over a limit (further ones this minute are only counted)", "reason", reason,
+			"remote", nc.RemoteAddr().String(), "max_conns", c.opts.MaxConns, "max_conns_per_addr", c.opts.MaxConnsPerAddr)
+	}
+	msg := fmt.Sprintf("too many connections (limit %d)", c.opts.MaxConns)
+	if reason == "per_addr" {
+		msg = fmt.Sprintf("too many connections from one address (limit %d)", c.opts.MaxConnsPerAddr)
+	}
+	b, _ := encodeFrame(msgError, 0, &errorMsg{Code: codeOverloaded, Message: msg})
+	go func() {
+		nc.SetDeadline(time.Now().Add(time.Second))
+		nc.Write(b)
+		nc.Close()
+	}()
+}
+
 func (c *Center) dropSession(s *session) {
 	c.sessMu.Lock()
-	delete(c.sessions, s)
+	if _, ok := c.sessions[s]; ok {
+		delete(c.sessions, s)
+		if c.perAddr[s.addr]--; c.perAddr[s.addr] <= 0 {
+			delete(c.perAddr, s.addr)
+		}
+	}
 	c.sessMu.Unlock()
 }
 
@@ -244,11 +328,21 @@ func (c *Center) Get(key string) (Record, error) {
 
 // List returns the live records under prefix, sorted by key.
 func (c *Center) List(prefix string) []Record {
+	ptrs := c.list(prefix)
+	out := make([]Record, len(ptrs))
+	for i, r := range ptrs {
+		out[i] = *r
+	}
+	return out
+}
+
+// list is List without the copies (records are immutable once published).
+func (c *Center) list(prefix string) []*Record {
 	c.mu.RLock()
-	out := make([]Record, 0)
+	out := make([]*Record, 0)
 	for k, r := range c.recs {
 		if !r.Deleted && strings.HasPrefix(k, prefix) {
-			out = append(out, *r)
+			out = append(out, r)
 		}
 	}
 	c.mu.RUnlock()

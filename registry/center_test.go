@@ -6,7 +6,7 @@ import (
 )
 
 func TestPutGetListDelete(t *testing.T) {
-	c := testCenter(t, CenterOptions{DataDir: t.TempDir()})
+	c := testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir()})
 	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
 	ctx := tctx(t)
 	v1, err := conn.Put(ctx, "cfg/a", []byte("1"))

@@ -32,13 +32,17 @@ type op struct {
 	expect Version       // opExpire, opPurge
 	connID uint64        // opPut of an instance tied to its connection
 	ttl    time.Duration // opPut of an instance
+	after  uint64        // opDelete: the highest version the client has seen (admitted), or 0
 }
 
 type opResult struct {
 	Version Version
 	Rev     uint64
 	Applied bool
-	Err     error
+	// Absent: a delete found no live record and left a fence (a tombstone
+	// just past the client's after) at Version; it answers not_found.
+	Absent bool
+	Err    error
 }
 
 type writeReq struct {
@@ -145,13 +149,28 @@ func (c *Center) commit(batch []*writeReq) {
 				nr = &Record{Key: o.key, Value: o.value, Version: Version{HLC: c.clock.Now(), Origin: c.id}}
 			case opDelete:
 				if old == nil || old.Deleted {
-					res.Err = fmt.Errorf("%w: %s", ErrNotFound, o.key)
-					continue
+					fence := Version{HLC: o.after + 1, Origin: c.id}
+					if o.after == 0 || (old != nil && !old.Version.Less(fence)) {
+						res.Err = fmt.Errorf("%w: %s", ErrNotFound, o.key)
+						continue
+					}
+					// The client may have written the key on the other center
+					// (its after says so), and that write may not have reached
+					// us yet. A tombstone just past after beats it when it comes,
+					// but nothing newer: not a write the client never saw.
+					c.clock.Observe(fence.HLC)
+					nr = &Record{Key: o.key, Version: fence, Deleted: true}
+					res.Absent = true
+					break
 				}
 				nr = &Record{Key: o.key, Version: Version{HLC: c.clock.Now(), Origin: c.id}, Deleted: true}
 			case opApply:
 				in := o.rec
-				c.clock.Observe(in.Version.HLC)
+				if !c.admitVersion(in.Version.HLC, fromPeer) {
+					res.Err = fmt.Errorf("%w: %s is stamped %v, more than %v ahead of this center's clock", ErrInvalid,
+						o.key, in.Version.Time().UTC(), c.opts.MaxClockAhead)
+					continue
+				}
 				if old != nil && !old.Version.Less(in.Version) {
 					res.Version = old.Version
 					continue
@@ -183,7 +202,7 @@ func (c *Center) commit(batch []*writeReq) {
 			overlay[o.key] = nr
 			changes = append(changes, nr)
 			effects = append(effects, effect{key: o.key, rec: nr, fromPeer: req.fromPeer, connID: o.connID, ttl: o.ttl})
-			*res = opResult{Version: nr.Version, Rev: rev, Applied: true}
+			*res = opResult{Version: nr.Version, Rev: rev, Applied: true, Absent: res.Absent}
 		}
 	}
 	if len(effects) > 0 && c.store != nil {
@@ -194,9 +213,9 @@ func (c *Center) commit(batch []*writeReq) {
 			}
 		}
 		if err := c.store.commit(changes, purged, rev, compacted); err != nil {
-			c.log.Error("store commit failed", "err", err)
+			c.storeFailed(err)
 			for _, req := range batch {
-				req.done(nil, fmt.Errorf("registry: store: %w", err))
+				req.done(nil, fmt.Errorf("%w: this center cannot persist (%v); use the other center", ErrUnavailable, err))
 			}
 			return
 		}

@@ -108,7 +108,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		nc:       nc,
 		opts:     opts,
 		maxFrame: opts.MaxFrame,
-		out:      newOutbox(0),
+		out:      newOutbox(0, nil),
 		pending:  make(map[uint64]*call),
 		subs:     make(map[uint64]*Subscription),
 		closed:   make(chan struct{}),
@@ -385,7 +385,11 @@ func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
 	}
 	var ok okMsg
 	err := c.call(ctx, msgDelete, &keyMsg{Key: key, After: c.seen.Load()}, msgOK, &ok)
-	return c.saw(ok.Version), err
+	v := c.saw(ok.Version)
+	if err == nil && ok.NotFound {
+		err = fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return v, err
 }
 
 // RegisterOptions tunes one registration.
@@ -470,8 +474,8 @@ func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
 	}
 }
 
-func (c *Conn) replicate(ctx context.Context, recs []Record) error {
-	return c.call(ctx, msgReplicate, &recordsMsg{Records: recs}, msgOK, nil)
+func (c *Conn) replicate(ctx context.Context, recs []*Record) error {
+	return c.call(ctx, msgReplicate, &recordsOut{Records: recs}, msgOK, nil)
 }
 
 func (c *Conn) touch(keys []string) error {
@@ -479,11 +483,12 @@ func (c *Conn) touch(keys []string) error {
 }
 
 // errIsConn reports whether err means the connection (not the request)
-// failed, so that a client should fail over.
+// failed, or the center cannot serve now (its store fails), so that a
+// client should fail over.
 func errIsConn(err error) bool {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return false
+		return re.Code == codeUnavailable
 	}
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrProtocol)
 }

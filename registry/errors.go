@@ -21,7 +21,8 @@ var (
 	ErrProtocol = errors.New("registry: protocol error")
 	// ErrClosed: the connection, client or center is closed.
 	ErrClosed = errors.New("registry: closed")
-	// ErrUnavailable: no center could be reached.
+	// ErrUnavailable: no center could be reached, or the center asked cannot
+	// serve now (its store fails): try the other center.
 	ErrUnavailable = errors.New("registry: no center available")
 	// ErrOverloaded: the center shed the request or the connection because a
 	// queue was full (for example a subscriber that does not keep up).
@@ -37,6 +38,7 @@ const (
 	codeProtocol     = "protocol"
 	codeOverloaded   = "overloaded"
 	codeInternal     = "internal"
+	codeUnavailable  = "unavailable" // retriable on the other center
 )
 
 var codeSentinels = map[string]error{
@@ -46,6 +48,7 @@ var codeSentinels = map[string]error{
 	codeInvalid:      ErrInvalid,
 	codeProtocol:     ErrProtocol,
 	codeOverloaded:   ErrOverloaded,
+	codeUnavailable:  ErrUnavailable,
 }
 
 // errorCode maps an error to its wire code.

@@ -12,7 +12,7 @@ func ExampleNewCenter() {
 	ctx := context.Background()
 	// An in-memory center on an ephemeral loopback port (set DataDir to
 	// persist, Peer to mirror).
-	c, err := registry.NewCenter(registry.CenterOptions{})
+	c, err := registry.NewCenter(registry.CenterOptions{Insecure: true})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -28,7 +28,7 @@ func ExampleNewCenter() {
 
 func ExampleConn_Subscribe() {
 	ctx := context.Background()
-	c, _ := registry.NewCenter(registry.CenterOptions{})
+	c, _ := registry.NewCenter(registry.CenterOptions{Insecure: true})
 	c.Start(ctx)
 	defer c.Shutdown(ctx)
 
@@ -53,7 +53,7 @@ func ExampleConn_Subscribe() {
 
 func ExampleClient_Register() {
 	ctx := context.Background()
-	c, _ := registry.NewCenter(registry.CenterOptions{})
+	c, _ := registry.NewCenter(registry.CenterOptions{Insecure: true})
 	c.Start(ctx)
 	defer c.Shutdown(ctx)
 

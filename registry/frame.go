@@ -44,17 +44,46 @@ type frame struct {
 // length prefix exceeds max, ErrProtocol for an empty frame, and io errors
 // as they come.
 func readFrame(r io.Reader, max int) ([]byte, error) {
+	n, err := readFrameLen(r, max)
+	if err != nil {
+		return nil, err
+	}
+	return readFrameBody(r, n)
+}
+
+// readFrameLen reads a frame's length prefix and checks it against max.
+func readFrameLen(r io.Reader, max int) (int, error) {
 	var hdr [frameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n == 0 {
-		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
+		return 0, fmt.Errorf("%w: empty frame", ErrProtocol)
 	}
 	if uint64(n) > uint64(max) {
-		return nil, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrTooLarge, n, max)
+		if looksLikeText(hdr[:]) {
+			return 0, fmt.Errorf("%w: the other side speaks %q..., not the shmreg protocol", ErrProtocol, hdr[:])
+		}
+		return 0, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrTooLarge, n, max)
 	}
+	return int(n), nil
+}
+
+// looksLikeText reports whether a length prefix is printable ASCII, as the
+// first bytes of an HTTP request or reply ("GET ", "HTTP") or of a text
+// protocol are: no shmreg frame is that large.
+func looksLikeText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// readFrameBody reads the n bytes of a frame's payload.
+func readFrameBody(r io.Reader, n int) ([]byte, error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if err == io.EOF {

@@ -16,7 +16,7 @@ func inst(service, id string, ttl time.Duration) Instance {
 }
 
 func TestMissedTTLExpiresInstance(t *testing.T) {
-	c := testCenter(t, CenterOptions{})
+	c := testCenter(t, CenterOptions{Insecure: true})
 	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleInstance})
 	ctx := tctx(t)
 	sub, err := conn.Subscribe(ctx, []string{"svc/"}, 0)
@@ -69,7 +69,7 @@ func TestMissedTTLExpiresInstance(t *testing.T) {
 }
 
 func TestTiedInstanceExpiresWithItsConnection(t *testing.T) {
-	c := testCenter(t, CenterOptions{DisconnectGrace: 100 * time.Millisecond})
+	c := testCenter(t, CenterOptions{Insecure: true, DisconnectGrace: 100 * time.Millisecond})
 	ctx := tctx(t)
 	conn, err := Dial(ctx, c.Addr().String(), DialOptions{Role: RoleInstance})
 	if err != nil {
@@ -90,7 +90,7 @@ func TestTiedInstanceExpiresWithItsConnection(t *testing.T) {
 }
 
 func TestSelfPreservationHoldsMassExpiry(t *testing.T) {
-	c := testCenter(t, CenterOptions{SelfPreservation: 0.5, SelfPreservationMin: 3, SelfPreservationMaxHold: 400 * time.Millisecond})
+	c := testCenter(t, CenterOptions{Insecure: true, SelfPreservation: 0.5, SelfPreservationMin: 3, SelfPreservationMaxHold: 400 * time.Millisecond})
 	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleInstance})
 	ctx := tctx(t)
 	ttl := 150 * time.Millisecond
@@ -120,7 +120,7 @@ func TestSelfPreservationHoldsMassExpiry(t *testing.T) {
 func TestRestartedCenterWaitsOneTTL(t *testing.T) {
 	dir := t.TempDir()
 	ttl := 400 * time.Millisecond
-	c1, err := NewCenter(CenterOptions{DataDir: dir, SweepInterval: 20 * time.Millisecond})
+	c1, err := NewCenter(CenterOptions{Insecure: true, DataDir: dir, SweepInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestRestartedCenterWaitsOneTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * ttl) // down for longer than the TTL
-	c2 := testCenter(t, CenterOptions{DataDir: dir})
+	c2 := testCenter(t, CenterOptions{Insecure: true, DataDir: dir})
 	start := time.Now()
 	if _, err := c2.Get(in.Key()); err != nil {
 		t.Fatalf("instance expired at once on restart: %v", err)

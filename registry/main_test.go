@@ -28,6 +28,7 @@ func runChildCenter() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	c, err := NewCenter(CenterOptions{
+		Insecure:            true,
 		Listen:              os.Getenv("SHMREG_LISTEN"),
 		Peer:                os.Getenv("SHMREG_PEER"),
 		DataDir:             os.Getenv("SHMREG_DATA"),

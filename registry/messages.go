@@ -73,6 +73,10 @@ type errorMsg struct {
 type okMsg struct {
 	Version Version `msgpack:"version"`
 	Rev     uint64  `msgpack:"rev"`
+	// NotFound, in the answer to a delete: the center held no live record
+	// and left a fence tombstone at Version (see docs/PROTOCOL.md); the
+	// client reports ErrNotFound and orders its later writes after Version.
+	NotFound bool `msgpack:"not_found,omitempty"`
 }
 
 // After, in a write, is the highest version (HLC) the client has been
@@ -132,6 +136,23 @@ type pushMsg struct {
 	Rev      uint64   `msgpack:"rev"`
 	More     bool     `msgpack:"more,omitempty"`
 	CenterID string   `msgpack:"center_id"`
+}
+
+// pushOut and recordsOut are the sending side of pushMsg and recordsMsg:
+// the same encoding, from records the center shares instead of copies.
+type pushOut struct {
+	SubID    uint64    `msgpack:"sub_id"`
+	Snapshot bool      `msgpack:"snapshot,omitempty"`
+	Prefixes []string  `msgpack:"prefixes,omitempty"`
+	Records  []*Record `msgpack:"records"`
+	Rev      uint64    `msgpack:"rev"`
+	More     bool      `msgpack:"more,omitempty"`
+	CenterID string    `msgpack:"center_id"`
+}
+
+type recordsOut struct {
+	Records []*Record `msgpack:"records"`
+	More    bool      `msgpack:"more,omitempty"`
 }
 
 type touchMsg struct {

@@ -21,7 +21,11 @@ type centerMetrics struct {
 	replSent        prometheus.Counter
 	repairs         prometheus.Counter
 	purged          prometheus.Counter
-	afterIgnored    prometheus.Counter
+	clockRefused    *prometheus.CounterVec
+	refusedConns    *prometheus.CounterVec
+	probes          prometheus.Counter
+	healthy         prometheus.Gauge
+	storeFailures   prometheus.Counter
 }
 
 func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
@@ -49,12 +53,19 @@ func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
 		replSent:        c("replicated_records_total", "Records sent to the peer."),
 		repairs:         c("antientropy_repairs_total", "Records repaired by anti-entropy (either direction)."),
 		purged:          c("tombstones_purged_total", "Tombstones purged after the retention period."),
-		afterIgnored:    c("client_after_ignored_total", "Client writes whose after version was too far ahead of this center's clock to follow."),
+		clockRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "clock_refused_total",
+			Help: "Versions refused for being more than MaxClockAhead ahead of this center's clock, by source (client: a write's after, ignored; peer: a replicated record, not applied)."}, []string{"source"}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "connections_refused_total",
+			Help: "Connections closed at accept for a limit, by reason (total, per_addr)."}, []string{"reason"}),
+		probes:        c("probes_total", "Connections closed before their hello (health checks, port probes)."),
+		healthy:       g("healthy", "1 while the center can persist; 0 once its store has failed for longer than UnhealthyAfter (it then serves no subscriptions)."),
+		storeFailures: c("store_failures_total", "Store transactions that failed (the writes in them were refused with unavailable)."),
 	}
+	m.healthy.Set(1)
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
 			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.records, m.pushes, m.pushedRecords,
-			m.replLag, m.replSent, m.repairs, m.purged, m.afterIgnored} {
+			m.replLag, m.replSent, m.repairs, m.purged, m.clockRefused, m.refusedConns, m.probes, m.healthy, m.storeFailures} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

@@ -23,8 +23,57 @@ type CenterOptions struct {
 	DataDir string
 	// Token, if set, must be presented in the handshake by every connection
 	// that writes (roles instance, admin and peer, and any agent that writes).
-	// Agents may subscribe and read without it.
+	// Agents may subscribe and read without it. A connection that presents
+	// a client certificate verified against TLS.ClientCAs is authenticated
+	// too, with or without the token.
 	Token string
+	// Insecure accepts writes and role peer from connections that are not
+	// authenticated (no token is set and no client certificate was
+	// verified). Off by default: a center with neither a token nor client
+	// certificates then serves reads only. For tests and throw-away setups;
+	// the center logs a warning at start.
+	Insecure bool
+	// InsecurePeers accepts role peer from unauthenticated connections
+	// (writers still need the token or a certificate). A forged peer can
+	// overwrite any record, so this is as dangerous as Insecure.
+	InsecurePeers bool
+	// MaxClockAhead bounds how far ahead of this center's wall clock a
+	// version it is given (by the peer, by anti-entropy, or as a client's
+	// after) may be: a record stamped further ahead is refused, counted and
+	// logged, so that nobody can drag the pair's clock (and every later
+	// version) into the future. It must exceed the clock skew between the
+	// two centers. Default 1m.
+	MaxClockAhead time.Duration
+	// MaxConns caps the connections served at once; more are closed at
+	// accept. Default 10000.
+	MaxConns int
+	// MaxConnsPerAddr caps the connections from one remote IP address.
+	// Default 256 (one host's agent plus the SDK clients of its services).
+	MaxConnsPerAddr int
+	// MaxSubscriptions caps the subscriptions of one connection (an agent
+	// needs one). Default 8.
+	MaxSubscriptions int
+	// MaxConnQueue is the budget of encoded frames queued for one
+	// connection: producers of large replies and pushes wait for room, and
+	// a client that lets more than this pile up (it does not read) is cut
+	// off. Default 8 MiB; at least 2*MaxFrame.
+	MaxConnQueue int
+	// MaxOutbound is the budget, across all connections, of large frames
+	// (64 KiB or more: snapshots, long replies) queued for writing: their
+	// producers wait for room, so that many clients that read slowly cannot
+	// together make the center buffer more than this. Default 32 MiB; at
+	// least 2*MaxFrame.
+	MaxOutbound int
+	// MaxInbound is the budget, across all connections, of bytes held in
+	// partly received large frames (over 64 KiB): a connection waits for
+	// room before it reads one, and is closed if none frees up within the
+	// handshake timeout. Default 32 MiB; at least MaxFrame.
+	MaxInbound int
+	// UnhealthyAfter is how long the store may keep failing before the
+	// center stops serving subscriptions (so that agents move to the peer)
+	// and reports itself unhealthy. Writes are refused with ErrUnavailable
+	// from the first failure. Default 5s.
+	UnhealthyAfter time.Duration
 	// TLS, if set, serves TLS with this configuration. To require client
 	// certificates from peers, set ClientAuth to VerifyClientCertIfGiven (or
 	// stricter) with ClientCAs, and RequirePeerCert.
@@ -106,6 +155,22 @@ func (o CenterOptions) withDefaults() CenterOptions {
 	def(&o.AntiEntropyInterval, 30*time.Second)
 	def(&o.TouchInterval, 500*time.Millisecond)
 	def(&o.PushDelay, time.Millisecond)
+	def(&o.MaxClockAhead, time.Minute)
+	def(&o.UnhealthyAfter, 5*time.Second)
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt(&o.MaxConns, 10000)
+	defInt(&o.MaxConnsPerAddr, 256)
+	defInt(&o.MaxSubscriptions, 8)
+	defInt(&o.MaxConnQueue, 8<<20)
+	defInt(&o.MaxInbound, 32<<20)
+	defInt(&o.MaxOutbound, 32<<20)
+	o.MaxOutbound = max(o.MaxOutbound, 2*o.MaxFrame)
+	o.MaxConnQueue = max(o.MaxConnQueue, 2*o.MaxFrame)
+	o.MaxInbound = max(o.MaxInbound, o.MaxFrame)
 	if o.PushDelay < 0 {
 		o.PushDelay = 0
 	}

@@ -2,39 +2,73 @@ package registry
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // outbox is the write side of a connection: senders queue encoded frames
 // without blocking, and one goroutine (run) writes them out, flushing once
 // per wake-up, so concurrent replies and pushes coalesce into few syscalls.
+//
+// Memory is bounded twice. Per connection: producers of many or large
+// frames (pushes, long replies) go through send, which waits until at most
+// a quarter of limit is queued, and a client that lets more than limit pile
+// up (it does not read) is cut off. Per center: a frame of largeFrame bytes
+// or more also takes its size from a budget shared by every connection,
+// given back once it is written (or dropped with the connection), so that
+// many slow clients cannot together queue more than the budget.
 type outbox struct {
 	mu      sync.Mutex
-	frames  [][]byte
+	frames  []queued
 	bytes   int
 	closing bool
 	signal  chan struct{}
 	drained chan struct{} // capacity 1: run wrote out what was queued
 	done    chan struct{} // closed when run has closed the connection
 	limit   int           // queued bytes beyond which enqueue reports overload
+	shared  *semaphore.Weighted
+	ctx     context.Context // cancelled when the outbox closes: ends budget waits
+	cancel  context.CancelFunc
 }
 
-func newOutbox(limit int) *outbox {
-	return &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit}
+// queued is a frame waiting to be written and what it took from the shared
+// budget.
+type queued struct {
+	b       []byte
+	charged int64
+}
+
+// largeFrame is the size from which a frame is charged to the shared
+// budget: replies and single pushes stay below it and never wait for it.
+const largeFrame = 64 << 10
+
+// newOutbox returns an outbox; limit 0 means unbounded, shared nil means no
+// center-wide budget (a client's side of a connection).
+func newOutbox(limit int, shared *semaphore.Weighted) *outbox {
+	o := &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, shared: shared}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	return o
 }
 
 // enqueue queues a frame; it returns ErrClosed after close and ErrOverloaded
 // (the frame is still queued) once more than limit bytes are waiting.
 func (o *outbox) enqueue(b []byte) error {
+	return o.put(queued{b: b})
+}
+
+func (o *outbox) put(q queued) error {
 	o.mu.Lock()
 	if o.closing {
 		o.mu.Unlock()
+		o.release(q.charged)
 		return ErrClosed
 	}
-	o.frames = append(o.frames, b)
-	o.bytes += len(b)
+	o.frames = append(o.frames, q)
+	o.bytes += len(q.b)
 	over := o.limit > 0 && o.bytes > o.limit
 	o.mu.Unlock()
 	o.wake()
@@ -42,6 +76,29 @@ func (o *outbox) enqueue(b []byte) error {
 		return ErrOverloaded
 	}
 	return nil
+}
+
+// send queues a frame at the pace of the connection: it waits until at most
+// a quarter of the limit is queued and, for a large frame, for its share of
+// the shared budget. It returns ErrClosed if the outbox closes first.
+func (o *outbox) send(b []byte) error {
+	if !o.waitRoom(o.limit / 4) {
+		return ErrClosed
+	}
+	q := queued{b: b}
+	if o.shared != nil && len(b) >= largeFrame {
+		if err := o.shared.Acquire(o.ctx, int64(len(b))); err != nil {
+			return ErrClosed
+		}
+		q.charged = int64(len(b))
+	}
+	return o.put(q)
+}
+
+func (o *outbox) release(n int64) {
+	if n > 0 {
+		o.shared.Release(n)
+	}
 }
 
 func (o *outbox) wake() {
@@ -58,11 +115,14 @@ func (o *outbox) close(last []byte) bool {
 	first := !o.closing
 	if first {
 		if last != nil {
-			o.frames = append(o.frames, last)
+			o.frames = append(o.frames, queued{b: last})
 		}
 		o.closing = true
 	}
 	o.mu.Unlock()
+	if first {
+		o.cancel()
+	}
 	o.wake()
 	return first
 }
@@ -74,11 +134,24 @@ func (o *outbox) isClosing() bool {
 }
 
 // run writes queued frames until the outbox is closed (after flushing what
-// was queued before) or a write fails; then it closes nc.
+// was queued before) or a write fails; then it closes nc and gives back the
+// budget of every frame it did not write. A write that makes no progress
+// for writeTimeout closes the connection: a client that does not read is
+// cut off rather than buffered for.
 func (o *outbox) run(nc net.Conn) {
-	defer close(o.done)
-	defer nc.Close()
 	bw := bufio.NewWriterSize(nc, 64<<10)
+	defer func() {
+		nc.Close()
+		o.close(nil)
+		o.mu.Lock()
+		left := o.frames
+		o.frames, o.bytes = nil, 0
+		o.mu.Unlock()
+		for _, q := range left {
+			o.release(q.charged)
+		}
+		close(o.done)
+	}()
 	for {
 		<-o.signal
 		o.mu.Lock()
@@ -86,17 +159,19 @@ func (o *outbox) run(nc net.Conn) {
 		o.frames, o.bytes = nil, 0
 		o.mu.Unlock()
 		nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		for _, f := range frames {
-			if _, err := bw.Write(f); err != nil {
-				o.close(nil)
-				return
+		var err error
+		var charged int64
+		for _, q := range frames {
+			if err == nil {
+				_, err = bw.Write(q.b)
 			}
+			charged += q.charged
 		}
-		if err := bw.Flush(); err != nil {
-			o.close(nil)
-			return
+		if err == nil {
+			err = bw.Flush()
 		}
-		if closing {
+		o.release(charged)
+		if err != nil || closing {
 			return
 		}
 		select {

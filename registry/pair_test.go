@@ -12,8 +12,8 @@ import (
 func startPair(t *testing.T) (a, b *Center, pa, pb *faultProxy) {
 	pa = newFaultProxy(t, "")
 	pb = newFaultProxy(t, "")
-	a = testCenter(t, CenterOptions{DataDir: t.TempDir(), Peer: pb.addr()})
-	b = testCenter(t, CenterOptions{DataDir: t.TempDir(), Peer: pa.addr()})
+	a = testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir(), Peer: pb.addr()})
+	b = testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir(), Peer: pa.addr()})
 	pa.setTarget(a.Addr().String())
 	pb.setTarget(b.Addr().String())
 	eventually(t, 5*time.Second, "replication links up", func() bool { return a.PeerConnected() && b.PeerConnected() })

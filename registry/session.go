@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -20,12 +21,19 @@ import (
 // allowed for the connection gets an error frame and closes this connection
 // only.
 type session struct {
-	c      *Center
-	nc     net.Conn
-	id     uint64
-	role   Role
+	c    *Center
+	nc   net.Conn
+	id   uint64
+	addr string // remote IP, for the per-address connection limit
+	role Role
+	// authed: the connection presented the token or a verified client
+	// certificate (or the center is Insecure); it may write.
 	authed bool
-	name   string
+	// peerOK: it may act as the peer (authed, or the center has
+	// InsecurePeers).
+	peerOK   bool
+	name     string
+	maxFrame int // largest frame it may send: lower until it is authenticated
 
 	out  *outbox
 	done chan struct{} // closed when the connection is closed
@@ -37,20 +45,38 @@ type session struct {
 const (
 	handshakeTimeout = 10 * time.Second
 	writeTimeout     = 10 * time.Second
-	maxOutBytes      = 64 << 20 // queued outbound bytes before a client is dropped as too slow
 	maxPrefixes      = 1024
+	// maxHelloFrame caps the first frame: a hello is a few short strings,
+	// and nobody has been authenticated yet to send more.
+	maxHelloFrame = 8 << 10
+	// maxAnonFrame caps the frames of a connection that has not been
+	// authenticated (an agent that only reads): its largest request is a
+	// subscription with maxPrefixes prefixes of MaxKeyLen bytes.
+	maxAnonFrame = 1 << 20
 )
 
 func newSession(c *Center, nc net.Conn) *session {
 	s := &session{
-		c:    c,
-		nc:   nc,
-		id:   c.nextConn.Add(1),
-		subs: make(map[uint64]*subscriber),
+		c:        c,
+		nc:       nc,
+		id:       c.nextConn.Add(1),
+		addr:     remoteIP(nc),
+		maxFrame: maxHelloFrame,
+		subs:     make(map[uint64]*subscriber),
 	}
-	s.out = newOutbox(maxOutBytes)
+	s.out = newOutbox(c.opts.MaxConnQueue, c.outbound)
 	s.done = s.out.done
 	return s
+}
+
+// remoteIP is the IP address of the far end, or its whole address if it has
+// no port (a listener other than TCP).
+func remoteIP(nc net.Conn) string {
+	a := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(a); err == nil {
+		return host
+	}
+	return a
 }
 
 // errFatal marks an error after which the connection is closed.
@@ -79,6 +105,13 @@ func (s *session) serve() {
 	}()
 	br := bufio.NewReaderSize(s.nc, 64<<10)
 	if err := s.handshake(br); err != nil {
+		if errors.Is(err, errProbe) {
+			// A health check or a port scan: nothing to tell anyone.
+			m.probes.Inc()
+			s.c.log.Debug("connection closed before hello", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "err", err)
+			s.close(nil)
+			return
+		}
 		s.fail(0, err)
 		return
 	}
@@ -89,9 +122,9 @@ func (s *session) serve() {
 			s.nc.SetReadDeadline(now.Add(idle))
 			deadlineSet = now
 		}
-		p, err := readFrame(br, s.c.opts.MaxFrame)
+		p, release, err := s.readFrame(br)
 		if err != nil {
-			if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) {
+			if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) || errors.Is(err, ErrOverloaded) {
 				s.fail(0, err)
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.c.log.Debug("connection read", "conn", s.id, "err", err)
@@ -100,10 +133,16 @@ func (s *session) serve() {
 		}
 		f, err := decodeFrame(p)
 		if err != nil {
+			release()
 			s.fail(0, err)
 			return
 		}
-		if err := s.handle(f); err != nil {
+		// Message bodies are decoded into fresh memory (msgpack copies
+		// strings and byte slices), so the frame's budget is given back
+		// once it is handled.
+		err = s.handle(f)
+		release()
+		if err != nil {
 			var fe errFatal
 			if errors.As(err, &fe) {
 				s.fail(f.ID, fe.err)
@@ -114,6 +153,39 @@ func (s *session) serve() {
 	}
 }
 
+// readFrame reads the next frame, no larger than this connection may send.
+// A frame of largeFrame bytes or more first takes its size from the
+// center's inbound budget (release gives it back), so that many
+// connections declaring large frames cannot make the center allocate more
+// than the budget; a connection that cannot get room within
+// handshakeTimeout is closed with ErrOverloaded.
+func (s *session) readFrame(br *bufio.Reader) (p []byte, release func(), err error) {
+	release = func() {}
+	n, err := readFrameLen(br, s.maxFrame)
+	if err != nil {
+		return nil, release, err
+	}
+	if n >= largeFrame {
+		ctx, cancel := context.WithTimeout(s.c.ctx, handshakeTimeout)
+		err := s.c.inbound.Acquire(ctx, int64(n))
+		cancel()
+		if err != nil {
+			return nil, release, fmt.Errorf("%w: no room for a frame of %d bytes (the center's inbound budget of %d bytes is in use)", ErrOverloaded, n, s.c.opts.MaxInbound)
+		}
+		release = func() { s.c.inbound.Release(int64(n)) }
+	}
+	p, err = readFrameBody(br, n)
+	if err != nil {
+		release()
+		return nil, func() {}, err
+	}
+	return p, release, nil
+}
+
+// errProbe marks a connection that closed (or went silent) before sending
+// a whole hello: a health check or a port probe, not a client.
+var errProbe = errors.New("closed before hello")
+
 // fail sends an error frame and closes the connection.
 func (s *session) fail(id uint64, err error) {
 	s.c.metrics.badFrames.Inc()
@@ -123,12 +195,12 @@ func (s *session) fail(id uint64, err error) {
 
 func (s *session) handshake(br *bufio.Reader) error {
 	s.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	p, err := readFrame(br, s.c.opts.MaxFrame)
+	p, err := readFrame(br, maxHelloFrame)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) {
 			return err
 		}
-		return fmt.Errorf("%w: handshake: %v", ErrProtocol, err)
+		return fmt.Errorf("%w: %v", errProbe, err)
 	}
 	f, err := decodeFrame(p)
 	if err != nil {
@@ -148,30 +220,64 @@ func (s *session) handshake(br *bufio.Reader) error {
 		return fmt.Errorf("%w: unknown role %q", ErrInvalid, h.Role)
 	}
 	s.role, s.name = h.Role, h.Name
-	tok := s.c.opts.Token
-	switch {
-	case tok == "":
-		s.authed = true
-	case subtle.ConstantTimeCompare([]byte(h.Token), []byte(tok)) == 1:
-		s.authed = true
-	case h.Token != "":
-		return fmt.Errorf("%w: wrong token", ErrUnauthorized)
-	case h.Role != RoleAgent:
-		return fmt.Errorf("%w: role %s needs a token", ErrUnauthorized, h.Role)
+	if err := s.authenticate(h); err != nil {
+		return err
 	}
-	if h.Role == RolePeer {
+	s.maxFrame = maxAnonFrame
+	if s.authed || s.peerOK {
+		s.maxFrame = s.c.opts.MaxFrame
+	}
+	s.maxFrame = min(s.maxFrame, s.c.opts.MaxFrame)
+	s.c.log.Debug("connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", h.Role, "name", h.Name, "authenticated", s.authed)
+	return s.send(msgWelcome, f.ID, &welcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
+}
+
+// authenticate decides what the connection may do. The token (when the
+// center has one) or a client certificate verified against the center's
+// client CAs authenticates it; Insecure makes every connection
+// authenticated and InsecurePeers every peer. Roles instance and admin
+// exist to write and peer to replicate: without the right they are
+// refused here, with a message that says what is missing. An agent may
+// always connect and read.
+func (s *session) authenticate(h helloMsg) error {
+	o := s.c.opts
+	if o.Token != "" && h.Token != "" {
+		if subtle.ConstantTimeCompare([]byte(h.Token), []byte(o.Token)) != 1 {
+			return fmt.Errorf("%w: wrong token", ErrUnauthorized)
+		}
+		s.authed = true
+	}
+	cert := s.verifiedCert()
+	s.authed = s.authed || cert || o.Insecure
+	s.peerOK = s.authed || o.InsecurePeers
+	how := "the token"
+	if o.Token == "" {
+		how = "a client certificate (this center has no token)"
+	}
+	switch h.Role {
+	case RolePeer:
 		if h.CenterID == s.c.id {
 			return fmt.Errorf("%w: peer is this center (%s)", ErrInvalid, s.c.id)
 		}
-		if s.c.opts.RequirePeerCert {
-			tc, ok := s.nc.(*tls.Conn)
-			if !ok || len(tc.ConnectionState().VerifiedChains) == 0 {
-				return fmt.Errorf("%w: peers must present a verified client certificate", ErrUnauthorized)
-			}
+		if o.RequirePeerCert && !cert {
+			return fmt.Errorf("%w: peers must present a verified client certificate", ErrUnauthorized)
+		}
+		if !s.peerOK {
+			return fmt.Errorf("%w: role peer needs %s", ErrUnauthorized, how)
+		}
+	case RoleInstance, RoleAdmin:
+		if !s.authed {
+			return fmt.Errorf("%w: role %s needs %s", ErrUnauthorized, h.Role, how)
 		}
 	}
-	s.c.log.Debug("connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", h.Role, "name", h.Name)
-	return s.send(msgWelcome, f.ID, &welcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
+	return nil
+}
+
+// verifiedCert reports whether the client presented a certificate that
+// verified against the center's client CAs.
+func (s *session) verifiedCert() bool {
+	tc, ok := s.nc.(*tls.Conn)
+	return ok && len(tc.ConnectionState().VerifiedChains) > 0
 }
 
 func (s *session) needAuth() error {
@@ -182,7 +288,7 @@ func (s *session) needAuth() error {
 }
 
 func (s *session) needPeer() error {
-	if s.role != RolePeer || !s.authed {
+	if s.role != RolePeer || !s.peerOK {
 		return fatal(fmt.Errorf("%w: peer operations need role peer", ErrUnauthorized))
 	}
 	return nil
@@ -227,8 +333,11 @@ func (s *session) handle(f frame) error {
 		if err := ValidateKey(m.Key); err != nil {
 			return err
 		}
-		c.observeClient(m.After)
-		s.submitWrite(f.ID, op{kind: opDelete, key: m.Key})
+		o := op{kind: opDelete, key: m.Key}
+		if c.observeClient(m.After) {
+			o.after = m.After
+		}
+		s.submitWrite(f.ID, o)
 	case msgRegister:
 		if err := s.needAuth(); err != nil {
 			return err
@@ -278,7 +387,7 @@ func (s *session) handle(f frame) error {
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
-		return s.sendRecords(f.ID, c.List(m.Prefix), false)
+		return s.sendRecords(f.ID, c.list(m.Prefix))
 	case msgSubscribe, msgAddPrefixes:
 		var m subscribeMsg
 		if err := decode(f.Body, &m); err != nil {
@@ -351,7 +460,7 @@ func (s *session) handle(f frame) error {
 			return fmt.Errorf("%w: bucket %d out of range", ErrInvalid, m.Bucket)
 		}
 		recs, more := c.bucketRecords(m.Bucket, m.After, s.c.opts.MaxFrame/2)
-		return s.send(msgRecords, f.ID, &recordsMsg{Records: recs, More: more})
+		return s.sendPaced(msgRecords, f.ID, &recordsOut{Records: recs, More: more})
 	default:
 		return fatal(fmt.Errorf("%w: unexpected frame type %d from a client", ErrProtocol, f.Type))
 	}
@@ -368,7 +477,7 @@ func (s *session) submitWrite(id uint64, o op) {
 			s.replyErr(id, err)
 			return
 		}
-		s.send(msgOK, id, &okMsg{Version: res[0].Version, Rev: res[0].Rev})
+		s.send(msgOK, id, &okMsg{Version: res[0].Version, Rev: res[0].Rev, NotFound: res[0].Absent})
 	}})
 }
 
@@ -393,6 +502,12 @@ func (s *session) subscribe(f frame, m subscribeMsg) error {
 	}
 	if sub != nil {
 		return fmt.Errorf("%w: subscription %d exists", ErrInvalid, m.SubID)
+	}
+	if len(s.subs) >= s.c.opts.MaxSubscriptions {
+		return fmt.Errorf("%w: a connection may hold at most %d subscriptions", ErrOverloaded, s.c.opts.MaxSubscriptions)
+	}
+	if s.c.health.unhealthy.Load() {
+		return errNotPersisting
 	}
 	if err := s.send(msgOK, f.ID, &okMsg{Rev: s.c.Rev()}); err != nil {
 		return err
@@ -443,52 +558,48 @@ func (s *session) pushLoop(subID uint64, sub *subscriber) {
 func (s *session) sendPush(subID uint64, b *pushBatch) error {
 	chunks := chunkRecords(b.recs, s.c.opts.MaxFrame/2)
 	for i, ch := range chunks {
-		m := &pushMsg{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.id}
+		m := &pushOut{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.id}
 		if i == 0 {
 			m.Prefixes = b.prefixes
 		}
-		if !s.out.waitRoom(maxOutBytes / 4) {
+		if !s.out.waitRoom(s.c.opts.MaxConnQueue / 4) {
 			return ErrClosed
 		}
 		// Counted before the send, so that a subscriber that has the frame
 		// can rely on the count including it.
 		s.c.metrics.pushes.Inc()
 		s.c.metrics.pushedRecords.Add(float64(len(ch)))
-		if err := s.send(msgPush, 0, m); err != nil {
+		if err := s.sendPaced(msgPush, 0, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// chunkRecords splits records into slices of about limit encoded bytes; it
-// always returns at least one (possibly empty) chunk.
-func chunkRecords(recs []*Record, limit int) [][]Record {
-	var out [][]Record
-	cur := make([]Record, 0, min(len(recs), 4096))
-	size := 0
-	for _, r := range recs {
+// chunkRecords splits records into runs of about limit encoded bytes,
+// sharing the backing array (nothing is copied); it always returns at
+// least one (possibly empty) chunk.
+func chunkRecords(recs []*Record, limit int) [][]*Record {
+	var out [][]*Record
+	start, size := 0, 0
+	for i, r := range recs {
 		sz := len(r.Key) + len(r.Value) + len(r.Version.Origin) + 64
-		if size+sz > limit && len(cur) > 0 {
-			out = append(out, cur)
-			cur, size = make([]Record, 0, 4096), 0
+		if size+sz > limit && i > start {
+			out = append(out, recs[start:i:i])
+			start, size = i, 0
 		}
-		cur = append(cur, *r)
 		size += sz
 	}
-	return append(out, cur)
+	return append(out, recs[start:len(recs):len(recs)])
 }
 
 // sendRecords replies with records, over several frames (More set on all
-// but the last) if they exceed half a frame.
-func (s *session) sendRecords(id uint64, recs []Record, _ bool) error {
-	ptrs := make([]*Record, len(recs))
-	for i := range recs {
-		ptrs[i] = &recs[i]
-	}
-	chunks := chunkRecords(ptrs, s.c.opts.MaxFrame/2)
+// but the last) if they exceed half a frame, each queued at the pace of
+// the connection.
+func (s *session) sendRecords(id uint64, recs []*Record) error {
+	chunks := chunkRecords(recs, s.c.opts.MaxFrame/2)
 	for i, ch := range chunks {
-		if err := s.send(msgRecords, id, &recordsMsg{Records: ch, More: i < len(chunks)-1}); err != nil {
+		if err := s.sendPaced(msgRecords, id, &recordsOut{Records: ch, More: i < len(chunks)-1}); err != nil {
 			return err
 		}
 	}
@@ -500,13 +611,23 @@ func (s *session) replyErr(id uint64, err error) {
 }
 
 // send encodes and queues a frame. It never blocks; a client that lets more
-// than maxOutBytes pile up is dropped.
+// than MaxConnQueue bytes pile up is dropped.
 func (s *session) send(t msgType, id uint64, body any) error {
 	b, err := encodeFrame(t, id, body)
 	if err != nil {
 		return fmt.Errorf("registry: encode: %w", err)
 	}
 	return s.enqueue(b)
+}
+
+// sendPaced encodes a frame and queues it at the pace of the connection
+// (see outbox.send): for producers of many or large frames.
+func (s *session) sendPaced(t msgType, id uint64, body any) error {
+	b, err := encodeFrame(t, id, body)
+	if err != nil {
+		return fmt.Errorf("registry: encode: %w", err)
+	}
+	return s.out.send(b)
 }
 
 func (s *session) enqueue(b []byte) error {

@@ -32,6 +32,7 @@ var (
 	metaCenterID  = []byte("center_id")
 	metaRev       = []byte("rev")
 	metaCompacted = []byte("compacted_rev")
+	metaProbe     = []byte("probe") // written by health probes only
 )
 
 type storedRecord struct {
@@ -132,6 +133,23 @@ func (s *store) commit(changes []*Record, purged []string, rev, compactedRev uin
 		}
 		return putUint(meta, metaCompacted, compactedRev)
 	})
+}
+
+// probeSize is the size of a health probe's write: large enough to need
+// fresh pages (a tiny write may fit in pages the store already holds and
+// succeed on a full disk).
+const probeSize = 256 << 10
+
+// probe makes one large durable write, then removes it, to learn whether
+// the store persists again after a failure.
+func (s *store) probe() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaProbe, make([]byte, probeSize))
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaProbe) })
 }
 
 func (s *store) close() error { return s.db.Close() }

@@ -19,7 +19,7 @@ func nextT(t *testing.T, s *Subscription) Batch {
 }
 
 func TestSubscribeSnapshotStreamResume(t *testing.T) {
-	c := testCenter(t, CenterOptions{DataDir: t.TempDir()})
+	c := testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir()})
 	admin := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
 	ctx := tctx(t)
 	for _, k := range []string{"cfg/a", "cfg/b", "other/x"} {
@@ -89,7 +89,7 @@ func TestSubscribeSnapshotStreamResume(t *testing.T) {
 }
 
 func TestResumeTooOldGetsSnapshot(t *testing.T) {
-	c := testCenter(t, CenterOptions{TombstoneRetention: 50 * time.Millisecond})
+	c := testCenter(t, CenterOptions{Insecure: true, TombstoneRetention: 50 * time.Millisecond})
 	admin := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
 	ctx := tctx(t)
 	admin.Put(ctx, "cfg/a", nil)
@@ -110,7 +110,7 @@ func TestResumeTooOldGetsSnapshot(t *testing.T) {
 }
 
 func TestBurstGoesOutAsOneBatch(t *testing.T) {
-	c := testCenter(t, CenterOptions{})
+	c := testCenter(t, CenterOptions{Insecure: true})
 	agent := dialT(t, c.Addr().String(), DialOptions{Role: RoleAgent})
 	ctx := tctx(t)
 	sub, err := agent.Subscribe(ctx, []string{""}, 0)
@@ -143,7 +143,7 @@ func TestBurstGoesOutAsOneBatch(t *testing.T) {
 }
 
 func TestLargeSnapshotSpansFrames(t *testing.T) {
-	c := testCenter(t, CenterOptions{MaxFrame: 128 << 10})
+	c := testCenter(t, CenterOptions{Insecure: true, MaxFrame: 128 << 10})
 	ops := make([]op, 300)
 	val := make([]byte, 1000)
 	for i := range ops {

@@ -54,6 +54,7 @@ func TestTLSWithPeerClientCertificates(t *testing.T) {
 	server := pki.issue(t, "center", x509.ExtKeyUsageServerAuth)
 	peerCert := pki.issue(t, "peer", x509.ExtKeyUsageClientAuth)
 	c := testCenter(t, CenterOptions{
+		Insecure: true,
 		TLS: &tls.Config{Certificates: []tls.Certificate{server}, ClientCAs: pki.pool,
 			ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		RequirePeerCert: true,

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -49,20 +50,24 @@ func newHLC(now func() time.Time) *hlc {
 }
 
 // Now returns a reading greater than every earlier reading and every
-// observed one.
+// observed one. It saturates at the largest reading instead of wrapping to
+// 1970 (unreachable while every observed reading is bounded; see
+// Center.admitVersion).
 func (c *hlc) Now() uint64 {
 	pt := uint64(c.now().UnixMilli()) << hlcLogicalBits
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if pt > c.last {
+	switch {
+	case pt > c.last:
 		c.last = pt
-	} else {
+	case c.last < math.MaxUint64:
 		c.last++ // logical tick; overflowing into the ms part is harmless
 	}
 	return c.last
 }
 
-// Observe moves the clock past a remote reading.
+// Observe moves the clock past a remote reading. Callers bound the reading
+// first (Center.admitVersion): this one trusts it.
 func (c *hlc) Observe(remote uint64) {
 	c.mu.Lock()
 	if remote > c.last {
@@ -71,30 +76,50 @@ func (c *hlc) Observe(remote uint64) {
 	c.mu.Unlock()
 }
 
-// maxClientAhead bounds how far ahead of this center's wall clock a
-// client's After may be for the center to move its clock to it: a version
-// the pair could have issued is at most the pair's clock skew ahead, and a
-// client must not be able to drag the clock (and every later version's
-// time) into the future.
-const maxClientAhead = time.Minute
+// limit is the largest reading a remote party may move this clock to: the
+// wall clock plus ahead.
+func (c *hlc) limit(ahead time.Duration) uint64 {
+	return uint64(c.now().Add(ahead).UnixMilli()) << hlcLogicalBits
+}
+
+// clockSource says who handed the center a version, for metrics and logs.
+type clockSource string
+
+const (
+	fromClient clockSource = "client" // a write's after
+	fromPeer   clockSource = "peer"   // a replicated or repaired record
+)
+
+// admitVersion reports whether a version received from outside may move
+// this center's clock, and moves it if so. One that is more than
+// MaxClockAhead ahead of the wall clock is refused: counted always, logged
+// at most once a minute per source (one misbehaving party must not flood
+// the log). Without the bound, one record stamped in the year 2100 would
+// stamp every later write of both centers in 2100, and one stamped near
+// 2^64 would wrap the clock to 1970 and lose every later write to it.
+func (c *Center) admitVersion(v uint64, src clockSource) bool {
+	if v <= c.clock.limit(c.opts.MaxClockAhead) {
+		c.clock.Observe(v)
+		return true
+	}
+	c.metrics.clockRefused.WithLabelValues(string(src)).Inc()
+	warned := &c.clockWarned[0]
+	if src == fromPeer {
+		warned = &c.clockWarned[1]
+	}
+	now := c.clock.now().UnixNano()
+	if last := warned.Load(); now-last >= int64(time.Minute) && warned.CompareAndSwap(last, now) {
+		c.log.Warn("refusing a version too far ahead of this center's clock (further ones this minute are only counted)",
+			"source", string(src), "version_time", Version{HLC: v}.Time(), "max_ahead", c.opts.MaxClockAhead)
+	}
+	return false
+}
 
 // observeClient moves the center's clock past after, the highest version
 // the client has seen, so that the write it is about to stamp orders after
-// every write the client made before (on either center).
-func (c *Center) observeClient(after uint64) {
-	if after == 0 {
-		return
-	}
-	limit := uint64(c.clock.now().Add(maxClientAhead).UnixMilli()) << hlcLogicalBits
-	if after > limit {
-		// Counted always, logged at most once a minute: one misbehaving
-		// client must not flood the log.
-		c.metrics.afterIgnored.Inc()
-		now := c.clock.now().UnixNano()
-		if last := c.afterWarned.Load(); now-last >= int64(time.Minute) && c.afterWarned.CompareAndSwap(last, now) {
-			c.log.Warn("ignoring a client's version far ahead of this center's clock (further ones this minute are only counted)", "after", Version{HLC: after}.Time())
-		}
-		return
-	}
-	c.clock.Observe(after)
+// every write the client made before (on either center). A far-ahead after
+// is ignored (the write is still made, stamped by this center's clock).
+// It reports whether after was followed (false for 0 and for a refused one).
+func (c *Center) observeClient(after uint64) bool {
+	return after != 0 && c.admitVersion(after, fromClient)
 }

@@ -35,6 +35,13 @@ func runCenter(args []string) error {
 	maxFrame := fs.Int("max-frame", registry.DefaultMaxFrame, "largest frame accepted, in bytes")
 	tombstones := fs.Duration("tombstone-retention", 24*time.Hour, "how long deletes are remembered")
 	selfPres := fs.Float64("self-preservation", 0.85, "share of a service's instances whose simultaneous expiry is held (negative: off)")
+	insecure := fs.Bool("insecure", false, "accept writes and peers from anyone who can connect, without a token or client certificate (never in production; logged loudly)")
+	insecurePeers := fs.Bool("insecure-peers", false, "accept role peer without the token or a client certificate (a forged peer can overwrite every record; logged loudly)")
+	maxClockAhead := fs.Duration("max-clock-ahead", time.Minute, "refuse versions further ahead of this center's clock (must exceed the pair's clock skew)")
+	maxConns := fs.Int("max-conns", 10000, "connections served at once")
+	maxConnsPerAddr := fs.Int("max-conns-per-addr", 256, "connections from one IP address")
+	maxSubs := fs.Int("max-subscriptions", 8, "subscriptions per connection")
+	unhealthyAfter := fs.Duration("unhealthy-after", 5*time.Second, "stop serving subscriptions once the store has failed this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if help, err := parse(fs, args); help || err != nil {
 		return err
@@ -54,6 +61,9 @@ func runCenter(args []string) error {
 	opts := registry.CenterOptions{
 		Listen: *listen, Peer: *peer, DataDir: *data, Token: *token, MaxFrame: *maxFrame,
 		TombstoneRetention: *tombstones, SelfPreservation: *selfPres, Logger: log,
+		Insecure: *insecure, InsecurePeers: *insecurePeers, MaxClockAhead: *maxClockAhead,
+		MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs,
+		UnhealthyAfter: *unhealthyAfter,
 	}
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
@@ -86,6 +96,12 @@ func runCenter(args []string) error {
 		if host, _, err := net.SplitHostPort(*peer); err == nil {
 			opts.PeerTLS.ServerName = host
 		}
+	}
+	if *token == "" && *clientCA == "" && !*insecure {
+		return errors.New("nobody could write to this center: give it a token (--token-file) or client certificates (--tls-client-ca), or say --insecure for a throw-away setup")
+	}
+	if *token != "" && *insecure {
+		return errors.New("--insecure with a token: choose one")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

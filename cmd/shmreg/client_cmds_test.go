@@ -18,7 +18,7 @@ func startCenter(t *testing.T, token string) (*registry.Center, *registry.Conn) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	c, err := registry.NewCenter(registry.CenterOptions{Listen: "127.0.0.1:0", Token: token})
+	c, err := registry.NewCenter(registry.CenterOptions{Listen: "127.0.0.1:0", Token: token, Insecure: token == ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestPutNeedsTheToken(t *testing.T) {
 
 	r := runCLI(t, "put", "--centers", addr, "--timeout", "3s", "cfg/k", "v")
 	r.wantExit(t, 1)
-	if !strings.Contains(r.stderr, "unauthorized: role admin needs a token") {
+	if !strings.Contains(r.stderr, "unauthorized: role admin needs the token") {
 		t.Errorf("put without the token: stderr %q", r.stderr)
 	}
 	if _, err := getT(t, conn, "cfg/k"); !errors.Is(err, registry.ErrNotFound) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +30,9 @@ type demo struct {
 	region  string
 	reader  *shm.Reader
 	client  *registry.Client
+	// token is made up for this run: the centers are as closed to
+	// strangers as in production, even on loopback.
+	token string
 }
 
 const demoSteps = 6
@@ -48,7 +52,7 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d := &demo{out: os.Stdout, dir: dir, measure: *measure}
+	d := &demo{out: os.Stdout, dir: dir, measure: *measure, token: rand.Text()}
 	defer d.close()
 	err = d.run(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -159,6 +163,7 @@ func (d *demo) startCenters(ctx context.Context) error {
 			Listen:  d.addrs[i],
 			Peer:    d.addrs[1-i],
 			DataDir: filepath.Join(d.dir, fmt.Sprintf("center-%c", 'a'+i)),
+			Token:   d.token,
 		})
 		if err != nil {
 			return err
@@ -177,6 +182,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 		Region:   filepath.Join(d.dir, "region"),
 		Prefixes: []string{"svc/", "cfg/"},
 		Control:  filepath.Join(d.dir, "agent.sock"),
+		Token:    d.token,
 	})
 	if err != nil {
 		return err
@@ -195,7 +201,7 @@ func (d *demo) startAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.client, err = registry.NewClient(registry.ClientOptions{Addrs: d.addrs[:], Name: "demo"})
+	d.client, err = registry.NewClient(registry.ClientOptions{Addrs: d.addrs[:], Name: "demo", Token: d.token})
 	return err
 }
 
@@ -350,7 +356,7 @@ func (d *demo) compare(ctx context.Context) error {
 			addr = d.addrs[i]
 		}
 	}
-	conn, err := registry.Dial(ctx, addr, registry.DialOptions{Role: registry.RoleAdmin, Name: "demo"})
+	conn, err := registry.Dial(ctx, addr, registry.DialOptions{Role: registry.RoleAdmin, Name: "demo", Token: d.token})
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func freeAddr(t *testing.T) string {
 func dialTLS(ctx context.Context, t *testing.T, addr string, pool *x509.CertPool) *registry.Conn {
 	t.Helper()
 	for {
-		conn, err := registry.Dial(ctx, addr, registry.DialOptions{Role: registry.RoleAdmin,
+		conn, err := registry.Dial(ctx, addr, registry.DialOptions{Role: registry.RoleAgent,
 			TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
 		if err == nil {
 			t.Cleanup(func() { conn.Close() })
@@ -137,7 +137,7 @@ func TestPairOverTLS(t *testing.T) {
 		return startCLI(t, "center", "--listen", listen, "--peer", peer, "--data", t.TempDir(),
 			"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca.file(),
 			"--peer-tls-ca", ca.file(), "--peer-tls-cert", peerCert, "--peer-tls-key", peerKey,
-			"--log-level", "warn")
+			"--token", "tls-test-token", "--log-level", "warn")
 	}
 	a := center("center-a", addrA, addrB)
 	b := center("center-b", addrB, addrA)
@@ -146,7 +146,13 @@ func TestPairOverTLS(t *testing.T) {
 	dialTLS(ctx, t, addrA, ca.pool)
 	connB := dialTLS(ctx, t, addrB, ca.pool)
 
+	// Without the token (and without a client certificate) a write is refused.
 	r := runCLI(t, "put", "--centers", addrA, "--tls-ca", ca.file(), "cfg/web/timeout", "250ms")
+	r.wantExit(t, 1)
+	if !strings.Contains(r.stderr, "unauthorized") {
+		t.Errorf("put without the token: stderr %q", r.stderr)
+	}
+	r = runCLI(t, "put", "--centers", addrA, "--tls-ca", ca.file(), "--token", "tls-test-token", "cfg/web/timeout", "250ms")
 	r.wantExit(t, 0)
 
 	// Replicated to B over the peer link (both ends check certificates).

@@ -56,7 +56,7 @@ func benchWatchLineAgent(b *testing.B, bin string, pushDelay time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := b.TempDir()
-	center, err := registry.NewCenter(registry.CenterOptions{Listen: "127.0.0.1:0", PushDelay: pushDelay})
+	center, err := registry.NewCenter(registry.CenterOptions{Insecure: true, Listen: "127.0.0.1:0", PushDelay: pushDelay})
 	if err != nil {
 		b.Fatal(err)
 	}

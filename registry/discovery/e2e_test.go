@@ -63,7 +63,7 @@ func TestStaleEntryRefreshedEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	center, err := registry.NewCenter(registry.CenterOptions{Listen: "127.0.0.1:0"})
+	center, err := registry.NewCenter(registry.CenterOptions{Insecure: true, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

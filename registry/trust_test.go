@@ -1,0 +1,308 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Issue 13: who may write, how far a peer may move the clock, and what a
+// center buffers for whom.
+
+func TestWritersAndPeersNeedAuthentication(t *testing.T) {
+	closed := testCenter(t, CenterOptions{})                       // no token, not insecure: reads only
+	withToken := testCenter(t, CenterOptions{Token: "s3cret"})     // the token authenticates
+	peersOnly := testCenter(t, CenterOptions{InsecurePeers: true}) // peers let in, writers not
+	open := testCenter(t, CenterOptions{Insecure: true})           // everyone
+	for _, tc := range []struct {
+		name  string
+		c     *Center
+		role  Role
+		token string
+		ok    bool
+	}{
+		{"no token: peer refused", closed, RolePeer, "", false},
+		{"no token: admin refused", closed, RoleAdmin, "", false},
+		{"no token: instance refused", closed, RoleInstance, "", false},
+		{"no token: agent may read", closed, RoleAgent, "", true},
+		{"token: peer without it refused", withToken, RolePeer, "", false},
+		{"token: peer with a wrong one refused", withToken, RolePeer, "guess", false},
+		{"token: peer with it", withToken, RolePeer, "s3cret", true},
+		{"token: admin with it", withToken, RoleAdmin, "s3cret", true},
+		{"insecure peers: peer", peersOnly, RolePeer, "", true},
+		{"insecure peers: admin still refused", peersOnly, RoleAdmin, "", false},
+		{"insecure: peer", open, RolePeer, "", true},
+		{"insecure: admin", open, RoleAdmin, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := Dial(tctx(t), tc.c.Addr().String(), DialOptions{Role: tc.role, Token: tc.token})
+			if !tc.ok {
+				if !errors.Is(err, ErrUnauthorized) {
+					t.Fatalf("dial: %v, want ErrUnauthorized", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.List(tctx(t), ""); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// An agent of a closed center reads but cannot write.
+	ag := dialT(t, closed.Addr().String(), DialOptions{Role: RoleAgent})
+	if _, err := ag.Put(tctx(t), "cfg/x", []byte("1")); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("put by an unauthenticated agent: %v", err)
+	}
+	if _, err := NewCenter(CenterOptions{Insecure: true, Token: "t"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Insecure with a Token: %v", err)
+	}
+}
+
+// TestFarFutureVersionsAreRefused replays the attack of issue 13: a peer
+// replicates a record stamped at the top of the clock (which wrapped the
+// center's clock to 1970, so that its next acknowledged write lost to an
+// older one) or in the year 2100 (which stamped every later write in 2100).
+// The record is refused and counted; the center's next write is stamped
+// now, and it is what the key holds.
+func TestFarFutureVersionsAreRefused(t *testing.T) {
+	y2100 := uint64(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()) << hlcLogicalBits
+	for _, tc := range []struct {
+		name string
+		hlc  uint64
+	}{
+		{"top of the clock", math.MaxUint64},
+		{"year 2100", y2100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCenter(t, CenterOptions{Token: "t", DataDir: t.TempDir()})
+			peer := dialT(t, c.Addr().String(), DialOptions{Role: RolePeer, Token: "t", centerID: "c-forger"})
+			forged := &Record{Key: "cfg/k", Value: []byte("forged"), Version: Version{HLC: tc.hlc, Origin: "c-forger"}}
+			if err := peer.replicate(tctx(t), []*Record{forged}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Get("cfg/k"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the forged record was applied: %v", err)
+			}
+			admin := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin, Token: "t"})
+			before := time.Now()
+			v, err := admin.Put(tctx(t), "cfg/k", []byte("acknowledged"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := v.Time().Sub(before); d < -time.Second || d > time.Second {
+				t.Fatalf("the next write is stamped %v, %v away from now", v.Time(), d)
+			}
+			// The forged record comes again (as anti-entropy would send it):
+			// still refused, the acknowledged write stays.
+			if err := peer.replicate(tctx(t), []*Record{forged}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Get("cfg/k")
+			if err != nil || string(r.Value) != "acknowledged" || r.Version != v {
+				t.Fatalf("cfg/k = %+v, %v; want the acknowledged write", r, err)
+			}
+			if n := counterValue(t, c.metrics.clockRefused.WithLabelValues("peer")); n != 2 {
+				t.Fatalf(`clock_refused_total{source="peer"} = %v, want 2`, n)
+			}
+		})
+	}
+}
+
+func TestHLCSaturatesInsteadOfWrapping(t *testing.T) {
+	c := newHLC(nil)
+	c.Observe(math.MaxUint64 - 1)
+	if a, b := c.Now(), c.Now(); a != math.MaxUint64 || b != math.MaxUint64 {
+		t.Fatalf("readings %d, %d; want the clock to stay at its top", a, b)
+	}
+}
+
+// TestProbesAreQuiet: a connection that closes before its hello (a health
+// check, a port probe) is counted, not logged as a warning.
+func TestProbesAreQuiet(t *testing.T) {
+	var buf syncBuffer
+	c := testCenter(t, CenterOptions{Insecure: true, Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	for range 5 {
+		nc, err := net.Dial("tcp", c.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	}
+	eventually(t, 2*time.Second, "5 probes counted", func() bool { return counterValue(t, c.metrics.probes) == 5 })
+	if n := counterValue(t, c.metrics.badFrames); n != 0 {
+		t.Errorf("bad_frames_total = %v after probes, want 0", n)
+	}
+	if strings.Contains(buf.String(), "closing connection") {
+		t.Errorf("probes logged warnings:\n%s", buf.String())
+	}
+}
+
+// TestFramesAreCappedUntilAuthenticated: before its hello a connection may
+// send a few KiB; an agent that did not authenticate, 1 MiB. Both are
+// told and closed, instead of the center allocating what they declare.
+func TestFramesAreCappedUntilAuthenticated(t *testing.T) {
+	c := testCenter(t, CenterOptions{Token: "t"})
+	r := rawDial(t, c.Addr().String())
+	r.sendRaw([]byte{0, 0x40, 0, 0}) // declares 4 MiB before any hello
+	r.expectErrorThenClose(codeTooLarge)
+
+	r = rawDial(t, c.Addr().String())
+	r.hello(RoleAgent, "")
+	r.sendRaw([]byte{0, 0x20, 0, 0}) // 2 MiB from an unauthenticated agent
+	r.expectErrorThenClose(codeTooLarge)
+
+	r = rawDial(t, c.Addr().String())
+	r.hello(RoleAdmin, "t")
+	big := bytes.Repeat([]byte("v"), 2<<20)
+	r.send(msgPut, 2, &putMsg{Key: "cfg/big", Value: big[:MaxValueLen]})
+	if f, err := r.recv(); err != nil || f.Type != msgOK {
+		t.Fatalf("an authenticated writer's large put: %+v %v", f, err)
+	}
+}
+
+func TestConnectionAndSubscriptionLimits(t *testing.T) {
+	c := testCenter(t, CenterOptions{Insecure: true, MaxConnsPerAddr: 3, MaxSubscriptions: 2})
+	var conns []*Conn
+	for range 3 {
+		conns = append(conns, dialT(t, c.Addr().String(), DialOptions{}))
+	}
+	_, err := Dial(tctx(t), c.Addr().String(), DialOptions{})
+	if !errors.Is(err, ErrOverloaded) || !strings.Contains(err.Error(), "too many connections from one address") {
+		t.Fatalf("a 4th connection from one address: %v", err)
+	}
+	if n := counterValue(t, c.metrics.refusedConns.WithLabelValues("per_addr")); n != 1 {
+		t.Fatalf(`connections_refused_total{reason="per_addr"} = %v, want 1`, n)
+	}
+	conns[0].Close()
+	eventually(t, 2*time.Second, "a slot frees when a connection closes", func() bool {
+		conn, err := Dial(tctx(t), c.Addr().String(), DialOptions{})
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+
+	conn := conns[1]
+	for i := range 2 {
+		if _, err := conn.Subscribe(tctx(t), []string{fmt.Sprint("cfg/", i)}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Subscribe(tctx(t), []string{""}, 0); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a 3rd subscription on one connection: %v", err)
+	}
+	if err := conn.Ping(tctx(t)); err != nil {
+		t.Fatalf("the connection should survive a refused subscription: %v", err)
+	}
+}
+
+// TestDeleteFenceBeatsALateRegistration: an instance registered on B, whose
+// replication to A is delayed, is deregistered on A (the client failed
+// over). A does not hold it, answers not_found, and leaves a tombstone just
+// past what the client had seen: when the registration arrives it loses,
+// on both centers, instead of living until its TTL.
+func TestDeleteFenceBeatsALateRegistration(t *testing.T) {
+	a, b, pa, pb := startPair(t)
+	pa.Cut()
+	pb.Cut()
+	eventually(t, 3*time.Second, "links down", func() bool { return !a.PeerConnected() && !b.PeerConnected() })
+
+	cl := testClient(t, ClientOptions{Addrs: []string{b.Addr().String(), a.Addr().String()}})
+	ctx := tctx(t)
+	in := Instance{Service: "web", ID: "w1", Address: "10.0.0.1", Port: 80, TTL: time.Hour}
+	if err := cl.Register(ctx, in, RegisterOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The client stops heartbeating (a re-registration after the delete
+	// would rightly win) and deletes through A, carrying what it has seen.
+	cl.Close()
+	ca := dialT(t, a.Addr().String(), DialOptions{Role: RoleInstance, seen: &cl.seen})
+	v, err := ca.Delete(ctx, in.Key())
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete on the center that does not hold it: %v", err)
+	}
+	if v.IsZero() || cl.seen.Load() < v.HLC {
+		t.Fatalf("the client did not learn the fence's version %+v (seen %d)", v, cl.seen.Load())
+	}
+
+	pa.Heal()
+	pb.Heal()
+	eventually(t, 5*time.Second, "convergence", func() bool { return sameRecords(a, b) })
+	for _, c := range []*Center{a, b} {
+		if _, err := c.Get(in.Key()); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s still holds the deregistered instance: %v", c.ID(), err)
+		}
+	}
+}
+
+// TestDeleteFenceSparesOthersWrites: the fence is stamped past the deleting
+// client's after, not the center's clock, so a write the client never saw
+// (newer than anything it saw) survives it.
+func TestDeleteFenceSparesOthersWrites(t *testing.T) {
+	a, b, pa, pb := startPair(t)
+	pa.Cut()
+	pb.Cut()
+	eventually(t, 3*time.Second, "links down", func() bool { return !a.PeerConnected() && !b.PeerConnected() })
+	ctx := tctx(t)
+	deleter := dialT(t, a.Addr().String(), DialOptions{Role: RoleAdmin})
+	if _, err := deleter.Put(ctx, "cfg/seen", []byte("x")); err != nil { // gives it an after
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // the other client's write is later by the wall clock
+	other := dialT(t, b.Addr().String(), DialOptions{Role: RoleAdmin})
+	vOther, err := other.Put(ctx, "cfg/k", []byte("theirs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deleter.Delete(ctx, "cfg/k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete: %v", err)
+	}
+	pa.Heal()
+	pb.Heal()
+	eventually(t, 5*time.Second, "convergence", func() bool { return sameRecords(a, b) })
+	for _, c := range []*Center{a, b} {
+		r, err := c.Get("cfg/k")
+		if err != nil || r.Version != vOther {
+			t.Fatalf("%s: cfg/k = %+v, %v; the other client's write should survive", c.ID(), r, err)
+		}
+	}
+}
+
+func counterValue(t testing.TB, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
