@@ -40,6 +40,8 @@ type Center struct {
 	compactedRev uint64             // highest revision of a purged tombstone
 	digests      digestTable
 	subs         map[*subscriber]struct{}
+	snaps        map[string][]*Record // shared snapshots at snapsRev, by prefix set (see liveUnder)
+	snapsRev     uint64
 
 	writes chan *writeReq
 	live   *liveness
@@ -82,6 +84,7 @@ func NewCenter(opts CenterOptions) (*Center, error) {
 		metrics:  m,
 		recs:     make(map[string]*Record),
 		subs:     make(map[*subscriber]struct{}),
+		snaps:    make(map[string][]*Record),
 		writes:   make(chan *writeReq, 4096),
 		sessions: make(map[*session]struct{}),
 		perAddr:  make(map[string]int),

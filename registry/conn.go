@@ -108,7 +108,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		nc:       nc,
 		opts:     opts,
 		maxFrame: opts.MaxFrame,
-		out:      newOutbox(0, nil),
+		out:      newOutbox(0, 64<<10, nil),
 		pending:  make(map[uint64]*call),
 		subs:     make(map[uint64]*Subscription),
 		closed:   make(chan struct{}),

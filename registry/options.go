@@ -67,7 +67,7 @@ type CenterOptions struct {
 	// MaxInbound is the budget, across all connections, of bytes held in
 	// partly received large frames (over 64 KiB): a connection waits for
 	// room before it reads one, and is closed if none frees up within the
-	// handshake timeout. Default 32 MiB; at least MaxFrame.
+	// handshake timeout. Default 16 MiB; at least MaxFrame.
 	MaxInbound int
 	// UnhealthyAfter is how long the store may keep failing before the
 	// center stops serving subscriptions (so that agents move to the peer)
@@ -166,7 +166,7 @@ func (o CenterOptions) withDefaults() CenterOptions {
 	defInt(&o.MaxConnsPerAddr, 256)
 	defInt(&o.MaxSubscriptions, 8)
 	defInt(&o.MaxConnQueue, 8<<20)
-	defInt(&o.MaxInbound, 32<<20)
+	defInt(&o.MaxInbound, 16<<20)
 	defInt(&o.MaxOutbound, 32<<20)
 	o.MaxOutbound = max(o.MaxOutbound, 2*o.MaxFrame)
 	o.MaxConnQueue = max(o.MaxConnQueue, 2*o.MaxFrame)

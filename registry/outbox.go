@@ -30,6 +30,7 @@ type outbox struct {
 	drained chan struct{} // capacity 1: run wrote out what was queued
 	done    chan struct{} // closed when run has closed the connection
 	limit   int           // queued bytes beyond which enqueue reports overload
+	bufSize int           // of the writer's buffer
 	shared  *semaphore.Weighted
 	ctx     context.Context // cancelled when the outbox closes: ends budget waits
 	cancel  context.CancelFunc
@@ -48,8 +49,8 @@ const largeFrame = 64 << 10
 
 // newOutbox returns an outbox; limit 0 means unbounded, shared nil means no
 // center-wide budget (a client's side of a connection).
-func newOutbox(limit int, shared *semaphore.Weighted) *outbox {
-	o := &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, shared: shared}
+func newOutbox(limit, bufSize int, shared *semaphore.Weighted) *outbox {
+	o := &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, bufSize: bufSize, shared: shared}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	return o
 }
@@ -139,7 +140,7 @@ func (o *outbox) isClosing() bool {
 // for writeTimeout closes the connection: a client that does not read is
 // cut off rather than buffered for.
 func (o *outbox) run(nc net.Conn) {
-	bw := bufio.NewWriterSize(nc, 64<<10)
+	bw := bufio.NewWriterSize(nc, o.bufSize)
 	defer func() {
 		nc.Close()
 		o.close(nil)

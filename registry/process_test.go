@@ -19,10 +19,11 @@ type childCenter struct {
 	id   string
 }
 
-func startChild(t *testing.T, dataDir, listen, peer string) *childCenter {
+func startChild(t *testing.T, dataDir, listen, peer string, env ...string) *childCenter {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SHMREG_TEST_CENTER=1", "SHMREG_DATA="+dataDir, "SHMREG_LISTEN="+listen, "SHMREG_PEER="+peer)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -33,7 +33,7 @@ type session struct {
 	// InsecurePeers).
 	peerOK   bool
 	name     string
-	maxFrame int // largest frame it may send: lower until it is authenticated
+	maxFrame int // largest frame it may send: a hello's until the handshake, then a client's or the peer's
 
 	out  *outbox
 	done chan struct{} // closed when the connection is closed
@@ -49,10 +49,14 @@ const (
 	// maxHelloFrame caps the first frame: a hello is a few short strings,
 	// and nobody has been authenticated yet to send more.
 	maxHelloFrame = 8 << 10
-	// maxAnonFrame caps the frames of a connection that has not been
-	// authenticated (an agent that only reads): its largest request is a
-	// subscription with maxPrefixes prefixes of MaxKeyLen bytes.
-	maxAnonFrame = 1 << 20
+	// maxClientFrame caps the frames of every connection but the peer's:
+	// the largest request of a client is a subscription with maxPrefixes
+	// prefixes of MaxKeyLen bytes, or a heartbeat of a few thousand keys
+	// (a value is at most MaxValueLen). Only the peer sends batches of
+	// records, up to MaxFrame.
+	maxClientFrame = 1 << 20
+	// connBufSize is the size of a connection's read and write buffers.
+	connBufSize = 16 << 10
 )
 
 func newSession(c *Center, nc net.Conn) *session {
@@ -64,7 +68,7 @@ func newSession(c *Center, nc net.Conn) *session {
 		maxFrame: maxHelloFrame,
 		subs:     make(map[uint64]*subscriber),
 	}
-	s.out = newOutbox(c.opts.MaxConnQueue, c.outbound)
+	s.out = newOutbox(c.opts.MaxConnQueue, connBufSize, c.outbound)
 	s.done = s.out.done
 	return s
 }
@@ -103,7 +107,9 @@ func (s *session) serve() {
 		s.c.dropSession(s)
 		m.connections.Dec()
 	}()
-	br := bufio.NewReaderSize(s.nc, 64<<10)
+	// Small buffers: an idle connection should cost little, and a frame
+	// larger than the buffer is read straight into its own memory anyway.
+	br := bufio.NewReaderSize(s.nc, connBufSize)
 	if err := s.handshake(br); err != nil {
 		if errors.Is(err, errProbe) {
 			// A health check or a port scan: nothing to tell anyone.
@@ -223,11 +229,10 @@ func (s *session) handshake(br *bufio.Reader) error {
 	if err := s.authenticate(h); err != nil {
 		return err
 	}
-	s.maxFrame = maxAnonFrame
-	if s.authed || s.peerOK {
+	s.maxFrame = min(maxClientFrame, s.c.opts.MaxFrame)
+	if s.role == RolePeer {
 		s.maxFrame = s.c.opts.MaxFrame
 	}
-	s.maxFrame = min(s.maxFrame, s.c.opts.MaxFrame)
 	s.c.log.Debug("connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", h.Role, "name", h.Name, "authenticated", s.authed)
 	return s.send(msgWelcome, f.ID, &welcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -138,8 +139,19 @@ func (c *Center) unsubscribe(s *subscriber) {
 }
 
 // liveUnder returns the live records under any of prefixes, sorted by key.
-// Called with mu held.
+// Called with mu held for writing. The result is shared: subscriptions to
+// the same prefixes at the same revision (a fill storm: every agent of a
+// fleet reconnecting at once) get the same slice instead of a scan and a
+// copy each, so it must never be modified.
 func (c *Center) liveUnder(prefixes []string) []*Record {
+	if c.snapsRev != c.rev {
+		clear(c.snaps)
+		c.snapsRev = c.rev
+	}
+	key := strings.Join(prefixes, "\x00")
+	if recs, ok := c.snaps[key]; ok {
+		return recs
+	}
 	out := make([]*Record, 0)
 	for k, r := range c.recs {
 		if !r.Deleted && hasAnyPrefix(k, prefixes) {
@@ -147,5 +159,13 @@ func (c *Center) liveUnder(prefixes []string) []*Record {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	out = out[:len(out):len(out)]
+	if len(c.snaps) < maxSharedSnapshots {
+		c.snaps[key] = out
+	}
 	return out
 }
+
+// maxSharedSnapshots bounds the distinct prefix sets whose snapshot at the
+// current revision is kept for sharing.
+const maxSharedSnapshots = 64

@@ -149,10 +149,10 @@ func TestProbesAreQuiet(t *testing.T) {
 	}
 }
 
-// TestFramesAreCappedUntilAuthenticated: before its hello a connection may
-// send a few KiB; an agent that did not authenticate, 1 MiB. Both are
-// told and closed, instead of the center allocating what they declare.
-func TestFramesAreCappedUntilAuthenticated(t *testing.T) {
+// TestFramesAreCapped: before its hello a connection may send a few KiB;
+// a client, 1 MiB; only the peer sends up to MaxFrame. The others are told
+// and closed, instead of the center allocating what they declare.
+func TestFramesAreCapped(t *testing.T) {
 	c := testCenter(t, CenterOptions{Token: "t"})
 	r := rawDial(t, c.Addr().String())
 	r.sendRaw([]byte{0, 0x40, 0, 0}) // declares 4 MiB before any hello
@@ -165,10 +165,29 @@ func TestFramesAreCappedUntilAuthenticated(t *testing.T) {
 
 	r = rawDial(t, c.Addr().String())
 	r.hello(RoleAdmin, "t")
-	big := bytes.Repeat([]byte("v"), 2<<20)
-	r.send(msgPut, 2, &putMsg{Key: "cfg/big", Value: big[:MaxValueLen]})
+	r.sendRaw([]byte{0, 0x20, 0, 0}) // 2 MiB from an authenticated writer
+	r.expectErrorThenClose(codeTooLarge)
+
+	r = rawDial(t, c.Addr().String())
+	r.hello(RoleAdmin, "t")
+	r.send(msgPut, 2, &putMsg{Key: "cfg/big", Value: bytes.Repeat([]byte("v"), MaxValueLen)})
 	if f, err := r.recv(); err != nil || f.Type != msgOK {
-		t.Fatalf("an authenticated writer's large put: %+v %v", f, err)
+		t.Fatalf("an authenticated writer's largest put: %+v %v", f, err)
+	}
+
+	r = rawDial(t, c.Addr().String())
+	r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RolePeer, Token: "t", CenterID: "c-other"})
+	if f, err := r.recv(); err != nil || f.Type != msgWelcome {
+		t.Fatalf("peer hello: %+v %v", f, err)
+	}
+	recs := make([]*Record, 40)
+	for i := range recs {
+		recs[i] = &Record{Key: fmt.Sprintf("cfg/peer/%02d", i), Value: bytes.Repeat([]byte("p"), MaxValueLen),
+			Version: Version{HLC: uint64(time.Now().UnixMilli()) << hlcLogicalBits, Origin: "c-other"}}
+	}
+	r.send(msgReplicate, 2, &recordsOut{Records: recs}) // 2.6 MB: only a peer may
+	if f, err := r.recv(); err != nil || f.Type != msgOK {
+		t.Fatalf("the peer's large batch: %+v %v", f, err)
 	}
 }
 
