@@ -1,16 +1,19 @@
 package registry
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // TestMain doubles as the center child process of the cross-process tests:
@@ -27,7 +30,18 @@ func TestMain(m *testing.M) {
 func runChildCenter() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if size := os.Getenv("SHMREG_TMPFS"); size != "" {
+		// A small file system of the child's own (it runs in user and mount
+		// namespaces of its own, see startChildOnTmpfs).
+		if err := unix.Mount("tmpfs", os.Getenv("SHMREG_DATA"), "tmpfs", 0, "size="+size); err != nil {
+			fmt.Fprintln(os.Stderr, "child center: mount tmpfs:", err)
+			return 1
+		}
+		go fillCommands(os.Getenv("SHMREG_DATA"))
+	}
+	unhealthyAfter, _ := time.ParseDuration(os.Getenv("SHMREG_UNHEALTHY_AFTER"))
 	c, err := NewCenter(CenterOptions{
+		UnhealthyAfter:      unhealthyAfter,
 		Insecure:            true,
 		Listen:              os.Getenv("SHMREG_LISTEN"),
 		Peer:                os.Getenv("SHMREG_PEER"),
@@ -52,6 +66,34 @@ func runChildCenter() int {
 		return 1
 	}
 	return 0
+}
+
+// fillCommands serves the test's commands on stdin: "fill" fills the
+// file system under dir to the last byte, "free" frees it again; each is
+// answered on stdout once done.
+func fillCommands(dir string) {
+	sc := bufio.NewScanner(os.Stdin)
+	filler := filepath.Join(dir, "filler")
+	for sc.Scan() {
+		switch sc.Text() {
+		case "fill":
+			if f, err := os.Create(filler); err == nil {
+				buf := make([]byte, 64<<10)
+				for n := len(buf); n > 0; n /= 2 { // down to the last bytes
+					for {
+						if _, err := f.Write(buf[:n]); err != nil {
+							break
+						}
+					}
+				}
+				f.Close()
+			}
+			fmt.Println("FILLED")
+		case "free":
+			os.Remove(filler)
+			fmt.Println("FREED")
+		}
+	}
 }
 
 // testCenter starts an in-process center with fast timings for tests.

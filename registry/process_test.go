@@ -2,7 +2,12 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -194,4 +199,171 @@ func TestTwoCenterProcessesConvergeAfterCut(t *testing.T) {
 	}
 	a.terminate(t)
 	b.terminate(t)
+}
+
+// tmpfsChild is a center in a child process whose data directory is a
+// small tmpfs of its own (in user and mount namespaces of its own, so the
+// test needs no privileges and leaves no mount behind). The test fills and
+// frees that file system through the child's stdin.
+type tmpfsChild struct {
+	*childCenter
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startChildOnTmpfs(t *testing.T, size, listen, peer string, env ...string) *tmpfsChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHMREG_TEST_CENTER=1", "SHMREG_DATA="+t.TempDir(), "SHMREG_TMPFS="+size,
+		"SHMREG_LISTEN="+listen, "SHMREG_PEER="+peer)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("this machine does not allow user namespaces, so no private tmpfs can be mounted: %v", err)
+		}
+		t.Fatal(err)
+	}
+	ch := &tmpfsChild{childCenter: &childCenter{cmd: cmd}, stdin: stdin, lines: make(chan string, 16)}
+	t.Cleanup(func() { ch.kill() })
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ch.lines <- sc.Text()
+		}
+		close(ch.lines)
+	}()
+	l := ch.next(t)
+	if _, err := fmt.Sscanf(l, "ADDR %s ID %s", &ch.addr, &ch.id); err != nil {
+		t.Fatalf("child center said %q: %v", l, err)
+	}
+	return ch
+}
+
+func (c *tmpfsChild) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-c.lines:
+		if !ok {
+			t.Fatal("child center exited")
+		}
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatal("child center did not answer")
+	}
+	return ""
+}
+
+// do sends a command ("fill", "free") and waits for its answer.
+func (c *tmpfsChild) do(t *testing.T, cmd, want string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(c.stdin, cmd); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.next(t); l != want {
+		t.Fatalf("%s: child said %q", cmd, l)
+	}
+}
+
+// TestFailingStoreMakesEveryoneMove: center A's data directory fills up.
+// A refuses writes with a retriable unavailable error, on which the SDK
+// writes to B instead; once A has failed for UnhealthyAfter it closes its
+// subscriptions and refuses new ones, so that agents follow B; and when
+// space returns A persists again, serves again, and catches up with what
+// B took meanwhile.
+func TestFailingStoreMakesEveryoneMove(t *testing.T) {
+	addrA, addrB := freeLoopbackAddr(t), freeLoopbackAddr(t)
+	b := testCenter(t, CenterOptions{Insecure: true, Listen: addrB, Peer: addrA, DataDir: t.TempDir()})
+	a := startChildOnTmpfs(t, "8m", addrA, addrB, "SHMREG_UNHEALTHY_AFTER=300ms")
+	ctx := tctx(t)
+
+	agentConn := dialT(t, a.addr, DialOptions{})
+	sub, err := agentConn.Subscribe(ctx, []string{"cfg/"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Next(ctx); err != nil { // the initial snapshot
+		t.Fatal(err)
+	}
+	cl := testClient(t, ClientOptions{Addrs: []string{a.addr, addrB}, Role: RoleAdmin})
+	if v, err := cl.Put(ctx, "cfg/before", []byte("1")); err != nil || v.Origin != a.id {
+		t.Fatalf("put before the disk fills: %+v %v (want it on A, %s)", v, err, a.id)
+	}
+
+	a.do(t, "fill", "FILLED")
+	value := bytes.Repeat([]byte("x"), MaxValueLen)
+	var moved Version
+	for i := 0; i < 50 && moved.IsZero(); i++ {
+		v, err := cl.Put(ctx, fmt.Sprint("cfg/during/", i), value)
+		if err != nil {
+			t.Fatalf("put %d while A's disk is full: %v", i, err)
+		}
+		if v.Origin == b.ID() {
+			moved = v
+		}
+	}
+	if moved.IsZero() {
+		t.Fatal("50 large puts and the client never moved to B")
+	}
+
+	// A's subscriptions end, with unavailable, and A takes no new one.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		_, err := sub.Next(sctx)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("A's subscription ended with %v, want unavailable", err)
+		}
+		break
+	}
+	probe := dialT(t, a.addr, DialOptions{})
+	if _, err := probe.Subscribe(ctx, []string{"cfg/"}, 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a new subscription on A while it cannot persist: %v", err)
+	}
+
+	a.do(t, "free", "FREED")
+	eventually(t, 10*time.Second, "A serves subscriptions again", func() bool {
+		s, err := probe.Subscribe(ctx, []string{"cfg/"}, 0)
+		if err != nil {
+			return false
+		}
+		s.Close(ctx)
+		return true
+	})
+	eventually(t, 10*time.Second, "A catches up with what B took", func() bool {
+		r, err := probe.Get(ctx, fmt.Sprint("cfg/during/", 0))
+		if err != nil {
+			return false
+		}
+		rb, err := b.Get(r.Key)
+		return err == nil && rb.Version == r.Version
+	})
+}
+
+// freeLoopbackAddr returns a loopback address with a port nobody listens
+// on (now).
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

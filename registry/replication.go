@@ -14,7 +14,10 @@ import (
 // centers run a replicator, so each direction is covered twice.
 
 func (c *Center) replicateLoop() {
-	backoff := 50 * time.Millisecond
+	// A link that fails at once (the peer refuses us, cannot persist, or is
+	// not a center) is retried at growing, jittered pauses, up to 5s; one
+	// that stayed up a while is retried at once.
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
 	for c.ctx.Err() == nil {
 		start := time.Now()
 		err := c.replicateOnce(c.ctx)
@@ -23,15 +26,15 @@ func (c *Center) replicateLoop() {
 			return
 		}
 		if time.Since(start) > 5*time.Second {
-			backoff = 50 * time.Millisecond
+			b.reset()
 		}
-		c.log.Warn("replication link down", "peer", c.opts.Peer, "err", err, "retry_in", backoff)
+		pause := b.next()
+		c.log.Warn("replication link down", "peer", c.opts.Peer, "err", err, "retry_in", pause.Round(time.Millisecond))
 		select {
-		case <-time.After(backoff):
+		case <-time.After(pause):
 		case <-c.ctx.Done():
 			return
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
