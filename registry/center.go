@@ -43,8 +43,9 @@ type Center struct {
 	snaps        map[string][]*Record // shared snapshots at snapsRev, by prefix set (see liveUnder)
 	snapsRev     uint64
 
-	writes chan *writeReq
-	live   *liveness
+	writes  chan *writeReq
+	retries *retryTable // owned by the committer
+	live    *liveness
 
 	ln       net.Listener
 	ctx      context.Context
@@ -85,6 +86,7 @@ func NewCenter(opts CenterOptions) (*Center, error) {
 		recs:     make(map[string]*Record),
 		subs:     make(map[*subscriber]struct{}),
 		snaps:    make(map[string][]*Record),
+		retries:  newRetryTable(),
 		writes:   make(chan *writeReq, 4096),
 		sessions: make(map[*session]struct{}),
 		perAddr:  make(map[string]int),

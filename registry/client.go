@@ -225,7 +225,8 @@ func (c *Client) Register(ctx context.Context, in Instance, opts RegisterOptions
 	if err != nil {
 		return err
 	}
-	if err := c.do(ctx, func(conn *Conn) error { _, err := conn.Register(ctx, in, opts); return err }); err != nil {
+	wid := newWID() // the same on the retry at the other center
+	if err := c.do(ctx, func(conn *Conn) error { _, err := conn.register(ctx, in, opts, wid); return err }); err != nil {
 		return err
 	}
 	r := &registration{in: in, opts: opts, stop: make(chan struct{})}
@@ -282,7 +283,8 @@ func (c *Client) deregister(ctx context.Context, key string, r *registration) er
 		r.sending.Lock()
 		r.sending.Unlock()
 	}
-	err := c.do(ctx, func(conn *Conn) error { _, err := conn.Delete(ctx, key); return err })
+	wid := newWID()
+	err := c.do(ctx, func(conn *Conn) error { _, err := conn.delete(ctx, key, wid); return err })
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -387,14 +389,16 @@ func (c *Client) reregister(ctx context.Context, conn *Conn, keys []string, byKe
 // Put writes a plain key/value.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (Version, error) {
 	var v Version
-	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.Put(ctx, key, value); return err })
+	wid := newWID() // the same on the retry at the other center
+	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.put(ctx, key, value, wid); return err })
 	return v, err
 }
 
 // Delete deletes a key.
 func (c *Client) Delete(ctx context.Context, key string) (Version, error) {
 	var v Version
-	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.Delete(ctx, key); return err })
+	wid := newWID()
+	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.delete(ctx, key, wid); return err })
 	return v, err
 }
 

@@ -33,6 +33,7 @@ type op struct {
 	connID uint64        // opPut of an instance tied to its connection
 	ttl    time.Duration // opPut of an instance
 	after  uint64        // opDelete: the highest version the client has seen (admitted), or 0
+	wid    string        // opPut, opDelete: the client's id of this write (see retry.go)
 }
 
 type opResult struct {
@@ -143,10 +144,19 @@ func (c *Center) commit(batch []*writeReq) {
 		for j, o := range req.ops {
 			res := &results[i][j]
 			old := lookup(o.key)
+			if o.wid != "" && (o.kind == opPut || o.kind == opDelete) {
+				// A retry of a write this center already holds: the same
+				// write, answered with its version; nothing is written.
+				if e, ok := c.retries.get(o.wid); ok && e.key == o.key {
+					*res = opResult{Version: e.version, Rev: rev}
+					continue
+				}
+			}
 			var nr *Record
+			restamp := false
 			switch o.kind {
 			case opPut:
-				nr = &Record{Key: o.key, Value: o.value, Version: Version{HLC: c.clock.Now(), Origin: c.id}}
+				nr = &Record{Key: o.key, Value: o.value, Version: Version{HLC: c.clock.Now(), Origin: c.id}, WID: o.wid}
 			case opDelete:
 				if old == nil || old.Deleted {
 					fence := Version{HLC: o.after + 1, Origin: c.id}
@@ -159,11 +169,11 @@ func (c *Center) commit(batch []*writeReq) {
 					// us yet. A tombstone just past after beats it when it comes,
 					// but nothing newer: not a write the client never saw.
 					c.clock.Observe(fence.HLC)
-					nr = &Record{Key: o.key, Version: fence, Deleted: true}
+					nr = &Record{Key: o.key, Version: fence, Deleted: true, WID: o.wid}
 					res.Absent = true
 					break
 				}
-				nr = &Record{Key: o.key, Version: Version{HLC: c.clock.Now(), Origin: c.id}, Deleted: true}
+				nr = &Record{Key: o.key, Version: Version{HLC: c.clock.Now(), Origin: c.id}, Deleted: true, WID: o.wid}
 			case opApply:
 				in := o.rec
 				if !c.admitVersion(in.Version.HLC, fromPeer) {
@@ -178,9 +188,20 @@ func (c *Center) commit(batch []*writeReq) {
 				if in.Deleted && old == nil && now.Sub(in.Version.Time()) > c.opts.TombstoneRetention {
 					continue // a tombstone we would purge at once
 				}
-				nr = &Record{Key: in.Key, Value: in.Value, Version: in.Version, Deleted: in.Deleted}
+				nr = &Record{Key: in.Key, Value: in.Value, Version: in.Version, Deleted: in.Deleted, WID: in.WID}
 				if nr.Deleted {
 					nr.Value = nil
+				}
+				if e, ok := c.retries.get(in.WID); ok && in.WID != "" && e.version.Origin == c.id &&
+					e.version != in.Version && old != nil && old.WID != in.WID {
+					// The first attempt of a write we committed as its retry,
+					// stamped above the retry; the key has moved on here since.
+					// What we hold came after the write: stamp it anew, above
+					// the first attempt, rather than let the first attempt win.
+					nr = &Record{Key: old.Key, Value: old.Value, Deleted: old.Deleted, WID: old.WID,
+						Version: Version{HLC: c.clock.Now(), Origin: c.id}}
+					c.metrics.restamped.Inc()
+					restamp = true
 				}
 			case opExpire:
 				if old == nil || old.Deleted || old.Version != o.expect {
@@ -201,7 +222,8 @@ func (c *Center) commit(batch []*writeReq) {
 			nr.Rev = rev
 			overlay[o.key] = nr
 			changes = append(changes, nr)
-			effects = append(effects, effect{key: o.key, rec: nr, fromPeer: req.fromPeer, connID: o.connID, ttl: o.ttl})
+			// A record stamped anew must go back to the peer, whatever brought it.
+			effects = append(effects, effect{key: o.key, rec: nr, fromPeer: req.fromPeer && !restamp, connID: o.connID, ttl: o.ttl})
 			*res = opResult{Version: nr.Version, Rev: rev, Applied: true, Absent: res.Absent}
 		}
 	}
@@ -218,6 +240,11 @@ func (c *Center) commit(batch []*writeReq) {
 				req.done(nil, fmt.Errorf("%w: this center cannot persist (%v); use the other center", ErrUnavailable, err))
 			}
 			return
+		}
+	}
+	for _, e := range effects {
+		if e.rec != nil && e.rec.WID != "" {
+			c.retries.add(e.rec.WID, retryEntry{key: e.key, version: e.rec.Version, at: now})
 		}
 	}
 	if len(effects) > 0 {

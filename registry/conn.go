@@ -369,22 +369,32 @@ func (c *Conn) Ping(ctx context.Context) error { return c.call(ctx, msgPing, nil
 // Put writes a plain key/value (not under svc/). It returns once the center
 // has made the write durable.
 func (c *Conn) Put(ctx context.Context, key string, value []byte) (Version, error) {
+	return c.put(ctx, key, value, newWID())
+}
+
+// put is Put with the write's id: every attempt of one write carries the
+// same (see retry.go).
+func (c *Conn) put(ctx context.Context, key string, value []byte, wid string) (Version, error) {
 	if err := validateKV(key, value); err != nil {
 		return Version{}, err
 	}
 	var ok okMsg
-	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value, After: c.seen.Load()}, msgOK, &ok)
+	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value, After: c.seen.Load(), WID: wid}, msgOK, &ok)
 	return c.saw(ok.Version), err
 }
 
 // Delete deletes a key (a plain key or an instance key); ErrNotFound if the
 // center does not hold it.
 func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
+	return c.delete(ctx, key, newWID())
+}
+
+func (c *Conn) delete(ctx context.Context, key, wid string) (Version, error) {
 	if err := ValidateKey(key); err != nil {
 		return Version{}, err
 	}
 	var ok okMsg
-	err := c.call(ctx, msgDelete, &keyMsg{Key: key, After: c.seen.Load()}, msgOK, &ok)
+	err := c.call(ctx, msgDelete, &keyMsg{Key: key, After: c.seen.Load(), WID: wid}, msgOK, &ok)
 	v := c.saw(ok.Version)
 	if err == nil && ok.NotFound {
 		err = fmt.Errorf("%w: %s", ErrNotFound, key)
@@ -402,12 +412,16 @@ type RegisterOptions struct {
 // Register writes an instance; the caller must then heartbeat it (Client
 // does this for you).
 func (c *Conn) Register(ctx context.Context, in Instance, opts RegisterOptions) (Version, error) {
+	return c.register(ctx, in, opts, newWID())
+}
+
+func (c *Conn) register(ctx context.Context, in Instance, opts RegisterOptions, wid string) (Version, error) {
 	in, err := in.normalize()
 	if err != nil {
 		return Version{}, err
 	}
 	var ok okMsg
-	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn, After: c.seen.Load()}, msgOK, &ok)
+	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn, After: c.seen.Load(), WID: wid}, msgOK, &ok)
 	return c.saw(ok.Version), err
 }
 

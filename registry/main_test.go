@@ -96,8 +96,9 @@ func fillCommands(dir string) {
 	}
 }
 
-// testCenter starts an in-process center with fast timings for tests.
-func testCenter(t testing.TB, opts CenterOptions) *Center {
+// testCenter starts an in-process center with fast timings for tests;
+// setup, if given, runs between NewCenter and Start.
+func testCenter(t testing.TB, opts CenterOptions, setup ...func(*Center)) *Center {
 	t.Helper()
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = 20 * time.Millisecond
@@ -111,6 +112,9 @@ func testCenter(t testing.TB, opts CenterOptions) *Center {
 	c, err := NewCenter(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(c)
 	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -82,21 +82,25 @@ type okMsg struct {
 // After, in a write, is the highest version (HLC) the client has been
 // answered with, by either center: the center moves its clock past it
 // before stamping the write (see Center.observeClient).
+// WID, in a write, names the write on every attempt (see retry.go).
 type putMsg struct {
 	Key   string `msgpack:"key"`
 	Value []byte `msgpack:"value"`
 	After uint64 `msgpack:"after,omitempty"`
+	WID   string `msgpack:"wid,omitempty"`
 }
 
 type keyMsg struct {
 	Key   string `msgpack:"key"`
 	After uint64 `msgpack:"after,omitempty"` // in a delete
+	WID   string `msgpack:"wid,omitempty"`   // in a delete
 }
 
 type registerMsg struct {
 	Instance  Instance `msgpack:"instance"`
 	TieToConn bool     `msgpack:"tie_to_conn,omitempty"`
 	After     uint64   `msgpack:"after,omitempty"`
+	WID       string   `msgpack:"wid,omitempty"`
 }
 
 type heartbeatMsg struct {

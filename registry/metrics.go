@@ -26,6 +26,7 @@ type centerMetrics struct {
 	probes          prometheus.Counter
 	healthy         prometheus.Gauge
 	storeFailures   prometheus.Counter
+	restamped       prometheus.Counter
 }
 
 func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
@@ -60,12 +61,13 @@ func newCenterMetrics(reg prometheus.Registerer) (*centerMetrics, error) {
 		probes:        c("probes_total", "Connections closed before their hello (health checks, port probes)."),
 		healthy:       g("healthy", "1 while the center can persist; 0 once its store has failed for longer than UnhealthyAfter (it then serves no subscriptions)."),
 		storeFailures: c("store_failures_total", "Store transactions that failed (the writes in them were refused with unavailable)."),
+		restamped:     c("restamped_total", "Records stamped anew because the first attempt of a write retried here arrived from the peer after later writes (see retry.go)."),
 	}
 	m.healthy.Set(1)
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
 			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.records, m.pushes, m.pushedRecords,
-			m.replLag, m.replSent, m.repairs, m.purged, m.clockRefused, m.refusedConns, m.probes, m.healthy, m.storeFailures} {
+			m.replLag, m.replSent, m.repairs, m.purged, m.clockRefused, m.refusedConns, m.probes, m.healthy, m.storeFailures, m.restamped} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

@@ -67,6 +67,10 @@ type Record struct {
 	// Rev is the revision the reporting center assigned when it applied this
 	// update; meaningful only on that center.
 	Rev uint64 `msgpack:"rev"`
+	// WID is the id the writer gave this write (the SDK gives one to each),
+	// so that a write retried on the other center is known to be the same
+	// write (see retry.go). Empty for writes a center makes itself.
+	WID string `msgpack:"wid,omitempty"`
 }
 
 // IsInstance reports whether the record's key is a service-instance key.

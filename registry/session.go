@@ -326,7 +326,7 @@ func (s *session) handle(f frame) error {
 			return err
 		}
 		c.observeClient(m.After)
-		s.submitWrite(f.ID, op{kind: opPut, key: m.Key, value: m.Value})
+		s.submitWrite(f.ID, op{kind: opPut, key: m.Key, value: m.Value, wid: m.WID})
 	case msgDelete:
 		if err := s.needAuth(); err != nil {
 			return err
@@ -338,7 +338,7 @@ func (s *session) handle(f frame) error {
 		if err := ValidateKey(m.Key); err != nil {
 			return err
 		}
-		o := op{kind: opDelete, key: m.Key}
+		o := op{kind: opDelete, key: m.Key, wid: m.WID}
 		if c.observeClient(m.After) {
 			o.after = m.After
 		}
@@ -359,7 +359,7 @@ func (s *session) handle(f frame) error {
 		if err != nil {
 			return err
 		}
-		o := op{kind: opPut, key: in.Key(), value: v, ttl: in.TTL}
+		o := op{kind: opPut, key: in.Key(), value: v, ttl: in.TTL, wid: m.WID}
 		if m.TieToConn {
 			o.connID = s.id
 		}
@@ -474,6 +474,10 @@ func (s *session) handle(f frame) error {
 
 // submitWrite sends one op to the committer and replies when it is durable.
 func (s *session) submitWrite(id uint64, o op) {
+	if len(o.wid) > maxWIDLen {
+		s.replyErr(id, fmt.Errorf("%w: write id longer than %d bytes", ErrInvalid, maxWIDLen))
+		return
+	}
 	s.c.submit(&writeReq{ops: []op{o}, done: func(res []opResult, err error) {
 		if err == nil {
 			err = res[0].Err

@@ -40,6 +40,7 @@ type storedRecord struct {
 	Version Version `msgpack:"version"`
 	Deleted bool    `msgpack:"deleted,omitempty"`
 	Rev     uint64  `msgpack:"rev"`
+	WID     string  `msgpack:"wid,omitempty"`
 }
 
 // persistedState is what openStore recovers.
@@ -83,7 +84,7 @@ func openStore(dir string) (*store, persistedState, error) {
 			if err := msgpack.Unmarshal(v, &sr); err != nil {
 				return fmt.Errorf("record %q: %w", k, err)
 			}
-			st.records = append(st.records, &Record{Key: string(k), Value: sr.Value, Version: sr.Version, Deleted: sr.Deleted, Rev: sr.Rev})
+			st.records = append(st.records, &Record{Key: string(k), Value: sr.Value, Version: sr.Version, Deleted: sr.Deleted, Rev: sr.Rev, WID: sr.WID})
 			return nil
 		})
 	})
@@ -114,7 +115,7 @@ func (s *store) commit(changes []*Record, purged []string, rev, compactedRev uin
 	return s.db.Update(func(tx *bolt.Tx) error {
 		recs := tx.Bucket(bucketRecords)
 		for _, r := range changes {
-			b, err := msgpack.Marshal(&storedRecord{Value: r.Value, Version: r.Version, Deleted: r.Deleted, Rev: r.Rev})
+			b, err := msgpack.Marshal(&storedRecord{Value: r.Value, Version: r.Version, Deleted: r.Deleted, Rev: r.Rev, WID: r.WID})
 			if err != nil {
 				return err
 			}

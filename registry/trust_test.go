@@ -325,3 +325,54 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRetriedWriteKeepsTheClientsOrder replays the pair race of issue 13:
+// a client's put reaches A (stamped t1) but the answer is lost; the client
+// retries it on B, whose clock is behind, and B stamps the retry t0 < t1;
+// the client's next put, on B, is stamped between the two. When A's first
+// attempt arrives at B it must not win over the client's later write.
+func TestRetriedWriteKeepsTheClientsOrder(t *testing.T) {
+	pa, pb := newFaultProxy(t, ""), newFaultProxy(t, "")
+	a := testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir(), Peer: pb.addr()})
+	b := testCenter(t, CenterOptions{Insecure: true, DataDir: t.TempDir(), Peer: pa.addr()}, func(c *Center) {
+		c.clock = newHLC(func() time.Time { return time.Now().Add(-2 * time.Second) }) // B's clock is behind
+	})
+	pa.setTarget(a.Addr().String())
+	pb.setTarget(b.Addr().String())
+	pa.Cut()
+	pb.Cut()
+	eventually(t, 3*time.Second, "links down", func() bool { return !a.PeerConnected() && !b.PeerConnected() })
+	ctx := tctx(t)
+	toA := dialT(t, a.Addr().String(), DialOptions{Role: RoleAdmin}) // its answer is the one "lost"
+	toB := dialT(t, b.Addr().String(), DialOptions{Role: RoleAdmin})
+	wid := newWID()
+	first, err := toA.put(ctx, "cfg/k", []byte("v1"), wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry, err := toB.put(ctx, "cfg/k", []byte("v1"), wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := toB.Put(ctx, "cfg/k", []byte("v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !retry.Less(first) || !later.Less(first) {
+		t.Fatalf("the race needs B's stamps below A's: first %v, retry %v, later %v", first, retry, later)
+	}
+	// A retry of a write the center already holds is the same write.
+	if again, err := toB.put(ctx, "cfg/k", []byte("v1"), wid); err != nil || again != retry {
+		t.Fatalf("a second retry on B: %v, %v; want the retry's version %v", again, err, retry)
+	}
+
+	pa.Heal()
+	pb.Heal()
+	eventually(t, 5*time.Second, "convergence", func() bool { return sameRecords(a, b) })
+	for _, c := range []*Center{a, b} {
+		r, err := c.Get("cfg/k")
+		if err != nil || string(r.Value) != "v2" {
+			t.Fatalf("%s: cfg/k = %+v, %v; the client's later write was lost", c.ID(), r, err)
+		}
+	}
+}
