@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -57,23 +56,30 @@ func (f *follower) init(a *Agent, st subscriptionState) {
 }
 
 // run connects to the centers in turn until ctx ends: it follows one until
-// its connection fails, then moves to the next. A round in which every
-// center failed is followed by a backoff (doubling, bounded, jittered).
+// its connection fails, then moves to the next.
+//
+// Every failure is followed by a wait from one backoff (see backoff): a
+// round in which no center answered, and a follow that ended, whatever
+// ended it. Only a follow that lasted StableAfter starts the backoff over.
+// So a failover after a healthy stream waits about RetryMin, while a center
+// that accepts connections and then drops them, or an agent that cannot
+// keep up, settles at one attempt per RetryMax instead of spinning on the
+// centers.
 func (f *follower) run(ctx context.Context) {
 	defer f.failWaiters(ErrStopped)
 	opts := f.a.opts
-	backoff := opts.RetryMin
+	retry := backoff{min: opts.RetryMin, max: opts.RetryMax}
 	next := 0
 	for ctx.Err() == nil {
 		idx, conn, err := f.dialAny(ctx, next)
 		if err != nil {
-			f.a.log.Warn("no center reachable", "err", err, "retry_in", backoff)
+			wait := retry.next()
+			f.a.log.Warn("no center reachable", "err", err, "retry_in", wait)
 			f.a.updateStatus(func(s *Status) { s.LastError = err.Error() })
-			f.idle(ctx, jitter(backoff))
-			backoff = min(2*backoff, opts.RetryMax)
+			f.idle(ctx, wait)
 			continue
 		}
-		backoff = opts.RetryMin
+		start := time.Now()
 		err = f.follow(ctx, conn, opts.Centers[idx])
 		conn.Close()
 		f.conn, f.sub = nil, nil
@@ -87,15 +93,14 @@ func (f *follower) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err)
+		if time.Since(start) >= opts.StableAfter {
+			retry.reset()
+		}
+		wait := retry.next()
+		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
 		next = (idx + 1) % len(opts.Centers) // fail over to the other first
+		f.idle(ctx, wait)
 	}
-}
-
-// jitter spreads d by ±25%, so that the agents of many hosts do not retry
-// in step.
-func jitter(d time.Duration) time.Duration {
-	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // idle waits for d while serving control requests (which cannot reach a
