@@ -28,6 +28,8 @@ type follower struct {
 	refreshed map[string]uint64     // key -> center revision of a refresh newer than the stream
 	waiters   []*request            // subscribe requests waiting for their snapshot
 
+	fault *regionFault // a commit the region refused, until it goes through; nil while the region takes commits
+
 	conn *registry.Conn // current connection, nil between connections
 	sub  *registry.Subscription
 	addr string
@@ -65,12 +67,20 @@ func (f *follower) init(a *Agent, st subscriptionState) {
 // that accepts connections and then drops them, or an agent that cannot
 // keep up, settles at one attempt per RetryMax instead of spinning on the
 // centers.
+//
+// A region the agent cannot write ends the follow too, but it is not the
+// center's fault: the follower mends the region first, without a
+// connection (see regionFault), then comes back to the same center.
 func (f *follower) run(ctx context.Context) {
 	defer f.failWaiters(ErrStopped)
 	opts := f.a.opts
 	retry := backoff{min: opts.RetryMin, max: opts.RetryMax}
 	next := 0
 	for ctx.Err() == nil {
+		if f.fault != nil {
+			f.mend(ctx, &retry)
+			continue
+		}
 		idx, conn, err := f.dialAny(ctx, next)
 		if err != nil {
 			wait := retry.next()
@@ -95,6 +105,10 @@ func (f *follower) run(ctx context.Context) {
 		}
 		if time.Since(start) >= opts.StableAfter {
 			retry.reset()
+		}
+		if f.fault != nil {
+			next = idx // mend, then resume from this center
+			continue
 		}
 		wait := retry.next()
 		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
@@ -241,6 +255,9 @@ func (f *follower) follow(ctx context.Context, conn *registry.Conn, addr string)
 			first = false
 		case req := <-f.a.reqs:
 			f.handle(ctx, req)
+			if f.fault != nil {
+				return f.fault.error() // a refresh the region refused
+			}
 		case <-holdC:
 			if err := f.resolveHolds(ctx, center); err != nil {
 				return err

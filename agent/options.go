@@ -58,9 +58,10 @@ type Options struct {
 	KeepAlive time.Duration
 	// RetryMin and RetryMax bound the backoff after a failure: a round of
 	// connection attempts in which no center answered (each round tries all
-	// of them), or a connection to a center that ended. The delay doubles
-	// from RetryMin up to RetryMax at each failure, with ±25% jitter.
-	// Defaults 50ms and 1s.
+	// of them), a connection to a center that ended, or a commit the region
+	// refused (retried without a connection). The delay doubles from
+	// RetryMin up to RetryMax at each failure, with ±25% jitter. Defaults
+	// 50ms and 1s.
 	RetryMin, RetryMax time.Duration
 	// StableAfter is how long a connection must have lasted for the failure
 	// that ends it to wait only RetryMin again (a normal failover); a

@@ -9,12 +9,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
@@ -63,7 +66,26 @@ func childCenter(ctx context.Context) error {
 }
 
 func childAgent(ctx context.Context) error {
-	opts := testOptions(os.Getenv("SHMREG_T_DIR"), strings.Split(os.Getenv("SHMREG_T_CENTERS"), ","), strings.Split(os.Getenv("SHMREG_T_PREFIXES"), ",")...)
+	dir := os.Getenv("SHMREG_T_DIR")
+	if size := os.Getenv("SHMREG_T_TMPFS"); size != "" {
+		// The child runs in a user and mount namespace of its own (see
+		// spawnIn): the tmpfs is private to it and goes away with it.
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+			return fmt.Errorf("mount a %s tmpfs on %s: %w", size, dir, err)
+		}
+	}
+	opts := testOptions(dir, strings.Split(os.Getenv("SHMREG_T_CENTERS"), ","), strings.Split(os.Getenv("SHMREG_T_PREFIXES"), ",")...)
+	if s := os.Getenv("SHMREG_T_REGION_SIZE"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("SHMREG_T_REGION_SIZE: %w", err)
+		}
+		opts.Shm.Size = n
+	}
+	opts.Control = os.Getenv("SHMREG_T_CONTROL")
+	if os.Getenv("SHMREG_T_METRICS") != "" {
+		opts.Metrics = "127.0.0.1:0"
+	}
 	a, err := New(opts)
 	if err != nil {
 		return err
@@ -74,7 +96,11 @@ func childAgent(ctx context.Context) error {
 	for a.Status().Batches == 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
-	fmt.Println("READY")
+	if addr := a.MetricsAddr(); addr != nil {
+		fmt.Println("READY", addr)
+	} else {
+		fmt.Println("READY")
+	}
 	<-ctx.Done()
 	return a.Shutdown(context.Background())
 }
