@@ -41,6 +41,11 @@ var (
 	ErrStopped = errors.New("agent: stopped")
 	// ErrNotSubscribed: the key is not under a subscribed prefix.
 	ErrNotSubscribed = errors.New("agent: key not under a subscribed prefix")
+	// ErrRegion: the region cannot be written (it is full and cannot grow,
+	// or its file system is full or failing). The error also wraps the
+	// region's own (shm.ErrFull, shm.ErrNoSpace, an os error). The agent
+	// keeps the region's last data and retries; see Status.RegionError.
+	ErrRegion = errors.New("agent: the region cannot be written")
 )
 
 // Agent is a running agent. Create it with New, then Start and Shutdown (or
@@ -92,6 +97,16 @@ type Status struct {
 	LastApply  time.Time `json:"last_apply"`  // when the last batch was committed
 	LastResync Resync    `json:"last_resync"` // how the last snapshot was applied
 	LastError  string    `json:"last_error,omitempty"`
+
+	// RegionError is why the region cannot be written, while it cannot
+	// (the agent keeps the last data and retries); empty while it can.
+	RegionError string `json:"region_error,omitempty"`
+	// RegionErrorSince is when the region first refused the commit the
+	// agent is retrying; zero while the region can be written.
+	RegionErrorSince time.Time `json:"region_error_since,omitzero"`
+	// FailedCommits counts region commits that failed since the agent
+	// started (first attempts and retries).
+	FailedCommits uint64 `json:"failed_commits"`
 }
 
 // New opens (or creates) the region for writing and prepares the agent. It

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
-	"github.com/shmreg/shmreg/shm"
 )
 
 // apply writes one pushed batch into the region as one commit, with the
@@ -19,12 +18,12 @@ import (
 // prefix) and are deleted too.
 func (f *follower) apply(center string, b registry.Batch, first bool) error {
 	start := time.Now()
-	var batch shm.Batch
+	var c regionCommit
 	var diff Resync
 	if b.Snapshot {
-		diff = f.diffSnapshot(&batch, b, first)
+		diff = f.diffSnapshot(&c, b, first)
 	} else {
-		f.changes(&batch, b)
+		f.changes(&c, b)
 	}
 	if first || b.Snapshot {
 		// A resumed stream (first, not a snapshot) brings the region to the
@@ -39,30 +38,32 @@ func (f *follower) apply(center string, b registry.Batch, first bool) error {
 		}
 	}
 	f.center, f.rev = center, b.Rev
-	batch.SetPlace(f.place())
-	if err := f.commit(&batch); err != nil {
+	c.setPlace(f.place())
+	err := f.commit(&c, func() {
+		for k, rev := range f.refreshed {
+			if rev <= b.Rev {
+				delete(f.refreshed, k)
+			}
+		}
+		if err := f.saveState(); err != nil {
+			f.a.log.Warn("save subscription state", "err", err)
+		}
+		f.answerWaiters()
+		f.a.updateStatus(func(s *Status) {
+			s.Center, s.Revision = center, b.Rev
+			s.Batches++
+			s.LastApply = time.Now()
+			s.Held = len(f.held)
+			if b.Snapshot {
+				diff.At = s.LastApply
+				s.LastResync = diff
+			}
+		})
+	})
+	if err != nil {
 		return err
 	}
-	for k, rev := range f.refreshed {
-		if rev <= b.Rev {
-			delete(f.refreshed, k)
-		}
-	}
-	if err := f.saveState(); err != nil {
-		f.a.log.Warn("save subscription state", "err", err)
-	}
-	f.answerWaiters()
 	f.a.metrics.applySeconds.Observe(time.Since(start).Seconds())
-	f.a.updateStatus(func(s *Status) {
-		s.Center, s.Revision = center, b.Rev
-		s.Batches++
-		s.LastApply = time.Now()
-		s.Held = len(f.held)
-		if b.Snapshot {
-			diff.At = s.LastApply
-			s.LastResync = diff
-		}
-	})
 	return nil
 }
 
@@ -87,22 +88,8 @@ func (f *follower) place() (string, uint64) {
 	return f.center, f.rev
 }
 
-// commit applies a batch. A failed commit may have left part of the batch
-// written, so the region is no longer known to match any revision: the
-// place is cleared in memory and the next connection takes a snapshot.
-func (f *follower) commit(batch *shm.Batch) error {
-	if err := f.a.w.Commit(batch); err != nil {
-		f.rev = 0
-		f.complete = nil
-		return fmt.Errorf("agent: commit to region: %w", err)
-	}
-	f.a.metrics.applied.Add(float64(batch.Len()))
-	f.a.metrics.held.Set(float64(len(f.held)))
-	return nil
-}
-
 // changes turns a change batch into region writes, in revision order.
-func (f *follower) changes(batch *shm.Batch, b registry.Batch) {
+func (f *follower) changes(c *regionCommit, b registry.Batch) {
 	for i := range b.Records {
 		r := &b.Records[i]
 		if rev, ok := f.refreshed[r.Key]; ok && r.Rev <= rev {
@@ -111,9 +98,9 @@ func (f *follower) changes(batch *shm.Batch, b registry.Batch) {
 		// The center's own word about a held key settles it.
 		delete(f.held, r.Key)
 		if r.Deleted {
-			batch.Delete([]byte(r.Key))
+			c.delete(r.Key)
 		} else {
-			batch.Put([]byte(r.Key), r.Value)
+			c.put(r.Key, r.Value)
 		}
 	}
 }
@@ -123,7 +110,10 @@ func (f *follower) changes(batch *shm.Batch, b registry.Batch) {
 // whole) equal to it: entries that did not change are not touched, so no
 // reader sees them vanish and come back. Deletions that would remove most
 // of a service are held (see suspect).
-func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) (diff Resync) {
+//
+// The commit holds the key as a string copied here, never k: the slices
+// Scan passes are valid only inside the callback.
+func (f *follower) diffSnapshot(c *regionCommit, b registry.Batch, whole bool) (diff Resync) {
 	want := make(map[string][]byte, len(b.Records))
 	for i := range b.Records {
 		if r := &b.Records[i]; !r.Deleted {
@@ -146,13 +136,13 @@ func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) 
 			if bytes.Equal(v, wv) {
 				diff.Unchanged++
 			} else {
-				batch.Put(k, wv)
+				c.put(key, wv)
 				diff.Written++
 			}
 			return true
 		}
 		if whole && !underAny(key, b.Prefixes) {
-			batch.Delete(k) // no longer subscribed
+			c.delete(key) // no longer subscribed
 			diff.Deleted++
 			return true
 		}
@@ -173,7 +163,7 @@ func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) 
 	for i := range b.Records {
 		r := &b.Records[i]
 		if !r.Deleted && !seen[r.Key] {
-			batch.Put([]byte(r.Key), r.Value)
+			c.put(r.Key, r.Value)
 			diff.Written++
 		}
 	}
@@ -182,7 +172,7 @@ func (f *follower) diffSnapshot(batch *shm.Batch, b registry.Batch, whole bool) 
 	}
 	del := f.suspect(gone, services)
 	for _, key := range del {
-		batch.Delete([]byte(key))
+		c.delete(key)
 	}
 	diff.Snapshot = len(want)
 	diff.Deleted += len(del)
@@ -256,7 +246,7 @@ func (f *follower) resolveHolds(ctx context.Context, center string) error {
 			due[h.service] = append(due[h.service], k)
 		}
 	}
-	var batch shm.Batch
+	var c regionCommit
 	for service, keys := range due {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		recs, err := f.conn.List(lctx, registry.InstanceKey(service, ""))
@@ -271,19 +261,17 @@ func (f *follower) resolveHolds(ctx context.Context, center string) error {
 		for _, k := range keys {
 			delete(f.held, k)
 			if v, ok := have[k]; ok {
-				batch.Put([]byte(k), v)
+				c.put(k, v)
 			} else {
-				batch.Delete([]byte(k))
+				c.delete(k)
 			}
 		}
 		f.a.log.Info("held deletions confirmed", "service", service, "keys", len(keys))
 	}
-	batch.SetPlace(f.place())
-	if err := f.commit(&batch); err != nil {
-		return err
-	}
-	f.a.updateStatus(func(s *Status) { s.Held = len(f.held) })
-	return nil
+	c.setPlace(f.place())
+	return f.commit(&c, func() {
+		f.a.updateStatus(func(s *Status) { s.Held = len(f.held) })
+	})
 }
 
 // refresh rewrites one key from the center.
@@ -291,27 +279,28 @@ func (f *follower) refresh(ctx context.Context, key string) error {
 	if !underAny(key, f.prefixes) {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, key)
 	}
+	if f.fault != nil {
+		return f.fault.error() // nothing but the kept commit may be written (see regionFault)
+	}
 	if f.conn == nil {
 		return ErrNotConnected
 	}
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	rec, err := f.conn.Get(gctx, key)
 	cancel()
-	var batch shm.Batch
+	var c regionCommit
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
-		batch.Delete([]byte(key))
+		c.delete(key)
 	case err != nil:
 		return fmt.Errorf("agent: refresh %s: %w", key, err)
 	default:
-		batch.Put([]byte(key), rec.Value)
+		c.put(key, rec.Value)
 		f.refreshed[key] = rec.Rev
 	}
 	delete(f.held, key)
-	batch.SetPlace(f.place())
-	if err := f.commit(&batch); err != nil {
-		return err
-	}
-	f.a.updateStatus(func(s *Status) { s.Held = len(f.held) })
-	return nil
+	c.setPlace(f.place())
+	return f.commit(&c, func() {
+		f.a.updateStatus(func(s *Status) { s.Held = len(f.held) })
+	})
 }

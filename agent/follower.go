@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -28,6 +27,8 @@ type follower struct {
 	held      map[string]heldDelete // suspect deletions not applied yet
 	refreshed map[string]uint64     // key -> center revision of a refresh newer than the stream
 	waiters   []*request            // subscribe requests waiting for their snapshot
+
+	fault *regionFault // a commit the region refused, until it goes through; nil while the region takes commits
 
 	conn *registry.Conn // current connection, nil between connections
 	sub  *registry.Subscription
@@ -57,23 +58,38 @@ func (f *follower) init(a *Agent, st subscriptionState) {
 }
 
 // run connects to the centers in turn until ctx ends: it follows one until
-// its connection fails, then moves to the next. A round in which every
-// center failed is followed by a backoff (doubling, bounded, jittered).
+// its connection fails, then moves to the next.
+//
+// Every failure is followed by a wait from one backoff (see backoff): a
+// round in which no center answered, and a follow that ended, whatever
+// ended it. Only a follow that lasted StableAfter starts the backoff over.
+// So a failover after a healthy stream waits about RetryMin, while a center
+// that accepts connections and then drops them, or an agent that cannot
+// keep up, settles at one attempt per RetryMax instead of spinning on the
+// centers.
+//
+// A region the agent cannot write ends the follow too, but it is not the
+// center's fault: the follower mends the region first, without a
+// connection (see regionFault), then comes back to the same center.
 func (f *follower) run(ctx context.Context) {
 	defer f.failWaiters(ErrStopped)
 	opts := f.a.opts
-	backoff := opts.RetryMin
+	retry := backoff{min: opts.RetryMin, max: opts.RetryMax}
 	next := 0
 	for ctx.Err() == nil {
-		idx, conn, err := f.dialAny(ctx, next)
-		if err != nil {
-			f.a.log.Warn("no center reachable", "err", err, "retry_in", backoff)
-			f.a.updateStatus(func(s *Status) { s.LastError = err.Error() })
-			f.idle(ctx, jitter(backoff))
-			backoff = min(2*backoff, opts.RetryMax)
+		if f.fault != nil {
+			f.mend(ctx, &retry)
 			continue
 		}
-		backoff = opts.RetryMin
+		idx, conn, err := f.dialAny(ctx, next)
+		if err != nil {
+			wait := retry.next()
+			f.a.log.Warn("no center reachable", "err", err, "retry_in", wait)
+			f.a.updateStatus(func(s *Status) { s.LastError = err.Error() })
+			f.idle(ctx, wait)
+			continue
+		}
+		start := time.Now()
 		err = f.follow(ctx, conn, opts.Centers[idx])
 		conn.Close()
 		f.conn, f.sub = nil, nil
@@ -87,15 +103,18 @@ func (f *follower) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err)
+		if time.Since(start) >= opts.StableAfter {
+			retry.reset()
+		}
+		if f.fault != nil {
+			next = idx // mend, then resume from this center
+			continue
+		}
+		wait := retry.next()
+		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
 		next = (idx + 1) % len(opts.Centers) // fail over to the other first
+		f.idle(ctx, wait)
 	}
-}
-
-// jitter spreads d by ±25%, so that the agents of many hosts do not retry
-// in step.
-func jitter(d time.Duration) time.Duration {
-	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // idle waits for d while serving control requests (which cannot reach a
@@ -236,6 +255,9 @@ func (f *follower) follow(ctx context.Context, conn *registry.Conn, addr string)
 			first = false
 		case req := <-f.a.reqs:
 			f.handle(ctx, req)
+			if f.fault != nil {
+				return f.fault.error() // a refresh the region refused
+			}
 		case <-holdC:
 			if err := f.resolveHolds(ctx, center); err != nil {
 				return err

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
 )
@@ -21,6 +23,39 @@ func testPair(t testing.TB) (a, b *registry.Center) {
 	a = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnA, Peer: lnB})
 	b = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnB, Peer: lnA})
 	return a, b
+}
+
+// testPairMetrics is testPair with both centers' metrics on reg, labelled
+// center="a" and center="b" (see counterSum).
+func testPairMetrics(t testing.TB, reg prometheus.Registerer) (a, b *registry.Center) {
+	t.Helper()
+	lnA := freeAddr(t)
+	lnB := freeAddr(t)
+	on := func(name string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"center": name}, reg)
+	}
+	a = startCenter(t, registry.CenterOptions{Listen: lnA, Peer: lnB, Registerer: on("a")})
+	b = startCenter(t, registry.CenterOptions{Listen: lnB, Peer: lnA, Registerer: on("b")})
+	return a, b
+}
+
+// counterSum is the sum of a metric over all its label values.
+func counterSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }
 
 func startCenter(t testing.TB, opts registry.CenterOptions) *registry.Center {

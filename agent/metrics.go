@@ -17,6 +17,9 @@ type metrics struct {
 	failovers    prometheus.Counter
 	held         prometheus.Gauge
 	connected    prometheus.Gauge
+
+	degraded       prometheus.Gauge
+	commitFailures prometheus.Counter
 }
 
 func newMetrics(stat func() shm.Stat) *metrics {
@@ -51,5 +54,7 @@ func newMetrics(stat func() shm.Stat) *metrics {
 	m.failovers = counter("failovers_total", "Connections to a center other than the one the region followed.")
 	m.held = gauge("held_deletions", "Suspect deletions held back (see Options.SuspectShare).")
 	m.connected = gauge("connected", "1 while connected to a center.")
+	m.degraded = gauge("region_degraded", "1 while the region cannot be written (full, or its file system full or failing): readers keep its last data, the agent retries without a connection.")
+	m.commitFailures = counter("region_commit_failures_total", "Region commits that failed (first attempts and retries).")
 	return m
 }

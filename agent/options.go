@@ -56,11 +56,17 @@ type Options struct {
 	// center that vanishes without closing its socket is left within about
 	// a second (one that closes it is left at once).
 	KeepAlive time.Duration
-	// RetryMin and RetryMax bound the backoff between rounds of connection
-	// attempts once every center has failed (each round tries all of them).
-	// The delay doubles from RetryMin up to RetryMax, with ±25% jitter.
-	// Defaults 50ms and 1s.
+	// RetryMin and RetryMax bound the backoff after a failure: a round of
+	// connection attempts in which no center answered (each round tries all
+	// of them), a connection to a center that ended, or a commit the region
+	// refused (retried without a connection). The delay doubles from
+	// RetryMin up to RetryMax at each failure, with ±25% jitter. Defaults
+	// 50ms and 1s.
 	RetryMin, RetryMax time.Duration
+	// StableAfter is how long a connection must have lasted for the failure
+	// that ends it to wait only RetryMin again (a normal failover); a
+	// connection that ends sooner is one more failure in a row. Default 5s.
+	StableAfter time.Duration
 
 	// SuspectShare is the share of a service's instances above which a
 	// snapshot's deletions of that service are held as suspect rather than
@@ -99,6 +105,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.KeepAlive, 300*time.Millisecond)
 	def(&o.RetryMin, 50*time.Millisecond)
 	def(&o.RetryMax, time.Second)
+	def(&o.StableAfter, 5*time.Second)
 	def(&o.SuspectHold, 10*time.Second)
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = o.RetryMin

@@ -8,11 +8,16 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shmreg/shmreg/registry"
 	"github.com/shmreg/shmreg/shm"
@@ -61,7 +66,26 @@ func childCenter(ctx context.Context) error {
 }
 
 func childAgent(ctx context.Context) error {
-	opts := testOptions(os.Getenv("SHMREG_T_DIR"), strings.Split(os.Getenv("SHMREG_T_CENTERS"), ","), strings.Split(os.Getenv("SHMREG_T_PREFIXES"), ",")...)
+	dir := os.Getenv("SHMREG_T_DIR")
+	if size := os.Getenv("SHMREG_T_TMPFS"); size != "" {
+		// The child runs in a user and mount namespace of its own (see
+		// spawnIn): the tmpfs is private to it and goes away with it.
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+			return fmt.Errorf("mount a %s tmpfs on %s: %w", size, dir, err)
+		}
+	}
+	opts := testOptions(dir, strings.Split(os.Getenv("SHMREG_T_CENTERS"), ","), strings.Split(os.Getenv("SHMREG_T_PREFIXES"), ",")...)
+	if s := os.Getenv("SHMREG_T_REGION_SIZE"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("SHMREG_T_REGION_SIZE: %w", err)
+		}
+		opts.Shm.Size = n
+	}
+	opts.Control = os.Getenv("SHMREG_T_CONTROL")
+	if os.Getenv("SHMREG_T_METRICS") != "" {
+		opts.Metrics = "127.0.0.1:0"
+	}
 	a, err := New(opts)
 	if err != nil {
 		return err
@@ -72,14 +96,19 @@ func childAgent(ctx context.Context) error {
 	for a.Status().Batches == 0 && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
-	fmt.Println("READY")
+	if addr := a.MetricsAddr(); addr != nil {
+		fmt.Println("READY", addr)
+	} else {
+		fmt.Println("READY")
+	}
 	<-ctx.Done()
 	return a.Shutdown(context.Background())
 }
 
 // childReader scans its prefix in a loop and reports every key that went
-// missing after it had been seen ("MISSING key"); at SIGTERM it prints the
-// number of scans ("SCANS n").
+// missing after it had been seen ("MISSING key"), and how many scans it has
+// made ("SCANS n": every 20ms while it runs, so that a test can wait for
+// progress, and once more at SIGTERM).
 func childReader(ctx context.Context) error {
 	r, err := shm.Open(os.Getenv("SHMREG_T_REGION"), shm.Options{})
 	if err != nil {
@@ -90,6 +119,7 @@ func childReader(ctx context.Context) error {
 	seen := map[string]bool{}
 	fmt.Println("READY")
 	scans := 0
+	reported := time.Now()
 	for ctx.Err() == nil {
 		now := map[string]bool{}
 		if err := r.Scan(prefix, func(k, _ []byte) bool { now[string(k)] = true; return true }); err != nil {
@@ -102,6 +132,10 @@ func childReader(ctx context.Context) error {
 		}
 		seen = now
 		scans++
+		if time.Since(reported) >= 20*time.Millisecond {
+			fmt.Println("SCANS", scans)
+			reported = time.Now()
+		}
 	}
 	fmt.Println("SCANS", scans)
 	return nil
@@ -109,49 +143,95 @@ func childReader(ctx context.Context) error {
 
 // child is a running child process and its stdout lines.
 type child struct {
-	cmd   *exec.Cmd
-	lines chan string
-	mu    sync.Mutex
-	all   []string
+	cmd  *exec.Cmd
+	eof  chan struct{} // closed once stdout is read to its end
+	more chan struct{} // capacity 1: a line arrived
+	mu   sync.Mutex
+	all  []string
 }
 
+// spawn starts this test binary as a child in role and waits for its
+// READY line.
 func spawn(t *testing.T, role string, env ...string) *child {
+	t.Helper()
+	c, err := spawnIn(t, nil, role, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// spawnIn is spawn with process attributes (namespaces); it returns the
+// error of starting the process, so that a test can tell a machine that
+// refuses namespaces from a failure.
+func spawnIn(t *testing.T, attr *syscall.SysProcAttr, role string, env ...string) (*child, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = attr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	c := &child{cmd: cmd, lines: make(chan string, 1)}
+	c := &child{cmd: cmd, eof: make(chan struct{}), more: make(chan struct{}, 1)}
 	go func() {
+		defer close(c.eof)
 		sc := bufio.NewScanner(out)
-		first := true
 		for sc.Scan() {
 			c.mu.Lock()
 			c.all = append(c.all, sc.Text())
 			c.mu.Unlock()
-			if first {
-				c.lines <- sc.Text()
-				first = false
+			select {
+			case c.more <- struct{}{}:
+			default:
 			}
 		}
-		close(c.lines)
 	}()
 	t.Cleanup(func() { c.kill() })
-	select {
-	case l := <-c.lines:
-		if !strings.HasPrefix(l, "READY") {
-			t.Fatalf("%s child said %q", role, l)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s child did not start", role)
+	c.await(t, role+" child says READY", func(lines []string) bool { return len(lines) > 0 })
+	if l := c.ready(); !strings.HasPrefix(l, "READY") {
+		t.Fatalf("%s child said %q", role, l)
 	}
-	return c
+	return c, nil
+}
+
+// await waits until cond holds for the lines the child has printed so far
+// (at most 20s, and not past the child's exit).
+func (c *child) await(t *testing.T, what string, cond func(lines []string) bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		c.mu.Lock()
+		ok := cond(c.all)
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-c.more:
+		case <-c.eof:
+			c.mu.Lock()
+			ok, out := cond(c.all), slices.Clone(c.all)
+			c.mu.Unlock()
+			if !ok {
+				t.Fatalf("%s: the child exited first; it printed %q", what, out)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("%s: not after 20s", what)
+		}
+	}
+}
+
+// lines returns a copy of what the child has printed so far.
+func (c *child) lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.all)
 }
 
 func (c *child) ready() string {
@@ -167,17 +247,33 @@ func (c *child) kill() {
 	}
 }
 
-// stop ends the child with SIGTERM and returns its output.
+// stop ends the child with SIGTERM and returns its output. The output is
+// read to its end before Wait, which closes the pipe: a line the child
+// printed as it exited would otherwise be lost.
 func (c *child) stop(t *testing.T) []string {
 	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.eof:
+	case <-time.After(20 * time.Second):
+		t.Errorf("child did not exit 20s after SIGTERM")
+		c.cmd.Process.Kill()
+	}
 	if err := c.cmd.Wait(); err != nil {
 		t.Errorf("child exited: %v", err)
-	}
-	for range c.lines {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.all
+}
+
+// lastScans is the scan count of the reader's last SCANS report (0 before
+// the first).
+func lastScans(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		fmt.Sscanf(l, "SCANS %d", &n)
+	}
+	return n
 }
 
 // TestProcessesEndToEnd runs two centers, two agents with different
@@ -252,10 +348,13 @@ func TestProcessesEndToEnd(t *testing.T) {
 	reader := spawn(t, "reader", "SHMREG_T_REGION="+region1, "SHMREG_T_PREFIXES=svc/web/")
 	var wg sync.WaitGroup
 	stopWriting := make(chan struct{})
+	writerDone := make(chan struct{})
 	var mu sync.Mutex
+	var written atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(writerDone)
 		for i := 100; ; i++ {
 			select {
 			case <-stopWriting:
@@ -270,16 +369,39 @@ func TestProcessesEndToEnd(t *testing.T) {
 			mu.Lock()
 			want1[in.Key()] = mustEncode(t, in)
 			mu.Unlock()
+			written.Add(1)
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	time.Sleep(150 * time.Millisecond)
+	stopWriter := sync.OnceFunc(func() { close(stopWriting); wg.Wait() })
+	defer stopWriter()
+	// Each step waits for evidence that the writer and the reader made
+	// progress, not for a fixed time, so that a loaded machine only makes
+	// the test slower.
+	moreWrites := func(what string) {
+		t.Helper()
+		n := written.Load() + 10
+		eventually(t, what, func() error {
+			select {
+			case <-writerDone:
+				t.Fatalf("%s: the writer stopped", what)
+			default:
+			}
+			if w := written.Load(); w < n {
+				return fmt.Errorf("%d registrations, want %d", w, n)
+			}
+			return nil
+		})
+	}
+	reader.await(t, "the reader reports its first scans", func(l []string) bool { return lastScans(l) > 0 })
+	moreWrites("registrations before the kill")
 	agent1.kill() // SIGKILL
-	time.Sleep(150 * time.Millisecond)
-	spawn(t, "agent", agent1Env...)
-	time.Sleep(150 * time.Millisecond)
-	close(stopWriting)
-	wg.Wait()
+	moreWrites("registrations while the agent is down")
+	spawn(t, "agent", agent1Env...) // READY: its first batch is applied
+	before := lastScans(reader.lines())
+	reader.await(t, "the reader scans on after the restart", func(l []string) bool { return lastScans(l) >= before+10 })
+	moreWrites("registrations after the restart")
+	stopWriter()
 	eventually(t, "region 1 caught up after the restart", sameAs(t, region1, want1))
 	out := reader.stop(t)
 	scans := 0
