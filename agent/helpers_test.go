@@ -34,8 +34,8 @@ func testPairMetrics(t testing.TB, reg prometheus.Registerer) (a, b *registry.Ce
 	on := func(name string) prometheus.Registerer {
 		return prometheus.WrapRegistererWith(prometheus.Labels{"center": name}, reg)
 	}
-	a = startCenter(t, registry.CenterOptions{Listen: lnA, Peer: lnB, Registerer: on("a")})
-	b = startCenter(t, registry.CenterOptions{Listen: lnB, Peer: lnA, Registerer: on("b")})
+	a = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnA, Peer: lnB, Registerer: on("a")})
+	b = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnB, Peer: lnA, Registerer: on("b")})
 	return a, b
 }
 
