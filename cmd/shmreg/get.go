@@ -24,12 +24,15 @@ func runGet(args []string) error {
 	}
 	defer r.Close()
 	key := fs.Arg(0)
-	err = r.View([]byte(key), func(v []byte) error {
-		fmt.Fprintln(os.Stdout, formatValue(key, v))
-		return nil
-	})
+	// A copy, printed after the read: a View printing from inside the read
+	// would be evicted by a consumer slower than the read lease.
+	v, err := r.Get([]byte(key))
 	if errors.Is(err, shm.ErrNotFound) {
 		return &hintError{msg: fmt.Sprintf("no key %q in region %s", key, r.Path()), err: err}
 	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(os.Stdout, formatValue(key, v))
 	return err
 }

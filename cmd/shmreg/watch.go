@@ -75,11 +75,16 @@ func watch(ctx context.Context, r *shm.Reader, prefix string, w io.Writer) error
 	}
 }
 
+// scanMap copies the entries under prefix, a chunk per read (see
+// scanChunks). A commit between two chunks is not missed: its sequence
+// number is past the one watch waits from, so the next round sees it.
 func scanMap(r *shm.Reader, prefix string) (map[string][]byte, error) {
 	m := make(map[string][]byte)
-	err := r.Scan([]byte(prefix), func(k, v []byte) bool {
-		m[string(k)] = append([]byte(nil), v...)
-		return true
+	err := scanChunks(r, []byte(prefix), listChunk(), func(chunk []entry) error {
+		for _, e := range chunk {
+			m[string(e.key)] = e.value
+		}
+		return nil
 	})
 	return m, err
 }
