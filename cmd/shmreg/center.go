@@ -24,7 +24,7 @@ func runCenter(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7701", "address to serve the registry protocol on")
 	peer := fs.String("peer", "", "address of the other center of the pair (empty: no mirror)")
 	data := fs.String("data", "", "data directory (bbolt store and center id); required")
-	token := fs.String("token", "", "token that writers must present (empty: none)")
+	token := addTokenFlags(fs, "token that writers must present (empty: none)")
 	tlsCert := fs.String("tls-cert", "", "serve TLS with this certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "key for --tls-cert (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "CA (PEM) verifying client certificates; peers must present one")
@@ -45,14 +45,21 @@ func runCenter(args []string) error {
 	if *data == "" {
 		return errors.New("--data is required")
 	}
+	tok, tokenWarning, err := token.resolve(os.Getenv(tokenFileEnv))
+	if err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if tokenWarning != "" {
+		log.Warn(tokenWarning)
+	}
 
 	opts := registry.CenterOptions{
-		Listen: *listen, Peer: *peer, DataDir: *data, Token: *token, MaxFrame: *maxFrame,
+		Listen: *listen, Peer: *peer, DataDir: *data, Token: tok, MaxFrame: *maxFrame,
 		TombstoneRetention: *tombstones, SelfPreservation: *selfPres, Logger: log,
 	}
 	if *tlsCert != "" {

@@ -15,7 +15,7 @@ import (
 // clientFlags are the connection flags shared by the SDK-based commands.
 type clientFlags struct {
 	centers *string
-	token   *string
+	token   tokenFlags
 	tlsCA   *string
 	timeout *time.Duration
 }
@@ -23,14 +23,21 @@ type clientFlags struct {
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		centers: fs.String("centers", "127.0.0.1:7701,127.0.0.1:7702", "comma-separated addresses of the centers"),
-		token:   fs.String("token", "", "token the centers require for writes"),
+		token:   addTokenFlags(fs, "token the centers require for writes"),
 		tlsCA:   fs.String("tls-ca", "", "dial the centers over TLS, verifying them with this CA (PEM)"),
 		timeout: fs.Duration("timeout", 5*time.Second, "time limit for the request"),
 	}
 }
 
+// client connects to the centers. The token file, if any, is read here,
+// once; a token file readable by others is not warned about (a one-shot
+// command would repeat the warning on every call; the center warns).
 func (f clientFlags) client(role registry.Role) (*registry.Client, error) {
-	opts := registry.ClientOptions{Addrs: strings.Split(*f.centers, ","), Token: *f.token, Role: role, Name: "shmreg-cli"}
+	token, _, err := f.token.resolve(os.Getenv(tokenFileEnv))
+	if err != nil {
+		return nil, err
+	}
+	opts := registry.ClientOptions{Addrs: strings.Split(*f.centers, ","), Token: token, Role: role, Name: "shmreg-cli"}
 	if *f.tlsCA != "" {
 		pool, err := loadPool(*f.tlsCA)
 		if err != nil {

@@ -32,6 +32,17 @@ func parse(fs *flag.FlagSet, args []string) (help bool, err error) {
 	return false, err
 }
 
+// usageError is a command line that cannot be run as given (conflicting
+// flags, a value out of range, a stray argument): shmreg exits 2 for it,
+// and 1 for a command that ran and failed.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
 // signalContext is the context of a long-running command: done on SIGINT or
 // SIGTERM, or after limit if it is positive. The stop function releases
 // the signal handler and the timer.
