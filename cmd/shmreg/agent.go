@@ -18,9 +18,9 @@ func runAgent(args []string) error {
 	if help || err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %v", err)
+	level, err := parseLogLevel(logLevel)
+	if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg, tokenWarning, err := agentToken(cfg)
@@ -69,9 +69,8 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 	if help, err = parse(fs, args); help || err != nil {
 		return cfg, "", help, err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return cfg, "", false, errors.New("unexpected arguments")
+	if _, err := parseLogLevel(logLevel); err != nil {
+		return cfg, "", false, err
 	}
 	given, err := token.given()
 	if err != nil {
@@ -88,7 +87,7 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 		for _, s := range splitList(*controlUIDs) {
 			uid, err := strconv.Atoi(s)
 			if err != nil {
-				return cfg, "", false, fmt.Errorf("--control-uids: %q is not a uid", s)
+				return cfg, "", false, usageErrorf("--control-uids: %q is not a uid", s)
 			}
 			cfg.ControlUIDs = append(cfg.ControlUIDs, uid)
 		}

@@ -29,6 +29,24 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 	}
 }
 
+// check returns a usage error for connection flags that cannot work: no
+// center, an address without a port, a time limit that has already run
+// out.
+func (f clientFlags) check() error {
+	if strings.TrimSpace(*f.centers) == "" {
+		return usageErrorf("--centers: no address")
+	}
+	for _, addr := range strings.Split(*f.centers, ",") {
+		if err := checkAddr(addr, false); err != nil {
+			return usageErrorf("--centers %s: %v", addr, err)
+		}
+	}
+	if *f.timeout <= 0 {
+		return usageErrorf("--timeout %s: must be positive", *f.timeout)
+	}
+	return nil
+}
+
 // client connects to the centers. The token file, if any, is read here,
 // once; a token file readable by others is not warned about (a one-shot
 // command would repeat the warning on every call; the center warns).
@@ -80,12 +98,14 @@ type writeRequest struct {
 func (w writeRequest) run(args []string) error {
 	fs := newFlags(w.name, w.args, w.summary)
 	cf := addClientFlags(fs)
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != len(strings.Fields(w.args)) {
-		fs.Usage()
-		return fmt.Errorf("need %s", w.args)
+		return argsError(fs, "need "+w.args)
+	}
+	if err := cf.check(); err != nil {
+		return err
 	}
 	cl, err := cf.client(registry.RoleAdmin)
 	if err != nil {
@@ -133,11 +153,11 @@ func runRegister(args []string) error {
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
 	if in.Service == "" {
-		return fmt.Errorf("--service is required")
+		return usageErrorf("--service is required")
+	}
+	if err := cf.check(); err != nil {
+		return err
 	}
 	if in.ID == "" {
 		host, _ := os.Hostname()

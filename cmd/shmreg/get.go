@@ -11,12 +11,11 @@ import (
 func runGet(args []string) error {
 	fs := newFlags("get", "KEY", "Print one entry's value, read straight from the region.")
 	region := regionFlag(fs)
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("need exactly one KEY")
+		return argsError(fs, "need exactly one KEY")
 	}
 	r, err := openRegion(*region)
 	if err != nil {

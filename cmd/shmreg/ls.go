@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"os"
 )
 
@@ -10,12 +9,11 @@ func runLs(args []string) error {
 	fs := newFlags("ls", "[PREFIX]", "List the entries under PREFIX (all by default), read straight from the region.")
 	region := regionFlag(fs)
 	keysOnly := fs.Bool("keys", false, "print keys only")
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
-		fs.Usage()
-		return errors.New("at most one PREFIX")
+		return argsError(fs, "at most one PREFIX")
 	}
 	r, err := openRegion(*region)
 	if err != nil {

@@ -16,12 +16,14 @@ func runWatch(args []string) error {
 	fs := newFlags("watch", "PREFIX", "Print the entries under PREFIX, then every change to them as the agent commits it\n(+ added, ~ changed, - deleted). Sleeps on the region's change futex: no polling, no socket.")
 	region := regionFlag(fs)
 	forDur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("need exactly one PREFIX (\"\" for everything)")
+		return argsError(fs, `need exactly one PREFIX ("" for everything)`)
+	}
+	if *forDur < 0 {
+		return usageErrorf("--for %s: must not be negative", *forDur)
 	}
 	r, err := openRegion(*region)
 	if err != nil {
