@@ -18,15 +18,23 @@ func runAgent(args []string) error {
 	if help || err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %v", err)
+	level, err := parseLogLevel(logLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg, tokenWarning, err := agentToken(cfg)
+	if err != nil {
+		return err
+	}
+	if tokenWarning != "" {
+		log.Warn(tokenWarning)
 	}
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
 	}
-	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts.Logger = log
 	a, err := agent.New(opts)
 	if errors.Is(err, shm.ErrWriterBusy) {
 		return fmt.Errorf("another agent is already writing region %s: %w", opts.Shm.Resolve(opts.Region), err)
@@ -51,8 +59,7 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 	fs.StringVar(&cfg.ControlMode, "control-mode", "", "control socket file mode, octal (default 0660)")
 	controlUIDs := fs.String("control-uids", "", "uids besides the agent's own and root allowed on the control socket, comma-separated")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "address to serve Prometheus metrics on, e.g. 127.0.0.1:9178 (empty: none)")
-	fs.StringVar(&cfg.Token, "token", "", "token for the centers (needed to register instances for local processes)")
-	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the token")
+	token := addTokenFlags(fs, "token for the centers (needed to register instances for local processes)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA certificate (PEM) to verify the centers; enables TLS")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "client certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "client key (PEM)")
@@ -62,10 +69,14 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 	if help, err = parse(fs, args); help || err != nil {
 		return cfg, "", help, err
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return cfg, "", false, errors.New("unexpected arguments")
+	if _, err := parseLogLevel(logLevel); err != nil {
+		return cfg, "", false, err
 	}
+	given, err := token.given()
+	if err != nil {
+		return cfg, "", false, err
+	}
+	cfg.Token, cfg.TokenFile = *token.token, *token.file
 	if *centers != "" {
 		cfg.Centers = splitList(*centers)
 	}
@@ -76,7 +87,7 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 		for _, s := range splitList(*controlUIDs) {
 			uid, err := strconv.Atoi(s)
 			if err != nil {
-				return cfg, "", false, fmt.Errorf("--control-uids: %q is not a uid", s)
+				return cfg, "", false, usageErrorf("--control-uids: %q is not a uid", s)
 			}
 			cfg.ControlUIDs = append(cfg.ControlUIDs, uid)
 		}
@@ -88,7 +99,28 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 		}
 		cfg = overrideConfig(file, cfg, fs)
 	}
+	// $SHMREG_TOKEN_FILE is the fallback: neither the command line nor the
+	// settings file names a token.
+	if !given["token"] && !given["token-file"] && cfg.Token == "" && cfg.TokenFile == "" {
+		cfg.TokenFile = os.Getenv(tokenFileEnv)
+	}
 	return cfg, logLevel, false, nil
+}
+
+// agentToken reads the token file cfg names, if cfg has no token itself
+// (a token in the settings file wins over its token_file, as in
+// agent.Config), with the checks and the warning every command applies
+// (readTokenFile), and returns cfg holding the token.
+func agentToken(cfg agent.Config) (agent.Config, string, error) {
+	if cfg.Token != "" || cfg.TokenFile == "" {
+		return cfg, "", nil
+	}
+	token, warning, err := readTokenFile(cfg.TokenFile)
+	if err != nil {
+		return cfg, "", err
+	}
+	cfg.Token, cfg.TokenFile = token, ""
+	return cfg, warning, nil
 }
 
 // overrideConfig returns the file's settings with every flag given on the
@@ -119,8 +151,11 @@ func overrideConfig(file, flags agent.Config, fs *flag.FlagSet) agent.Config {
 	pick("control", &file.Control, flags.Control)
 	pick("control-mode", &file.ControlMode, flags.ControlMode)
 	pick("metrics", &file.Metrics, flags.Metrics)
-	pick("token", &file.Token, flags.Token)
-	pick("token-file", &file.TokenFile, flags.TokenFile)
+	if set["token"] || set["token-file"] {
+		// A token named on the command line replaces the file's, whichever
+		// of token and token_file the file uses.
+		file.Token, file.TokenFile = flags.Token, flags.TokenFile
+	}
 	pick("tls-ca", &file.TLSCA, flags.TLSCA)
 	pick("tls-cert", &file.TLSCert, flags.TLSCert)
 	pick("tls-key", &file.TLSKey, flags.TLSKey)

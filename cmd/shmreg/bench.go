@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -33,7 +32,7 @@ func runBench(args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(os.Stderr, benchUsage)
 		if len(args) == 0 {
-			return errors.New("missing workload")
+			return usageErrorf("missing workload")
 		}
 		return nil
 	}
@@ -54,7 +53,7 @@ func runBench(args []string) error {
 		return bench.ReadWorker(ctx, args[1:], os.Stdin, os.Stdout)
 	}
 	fmt.Fprintln(os.Stderr, benchUsage)
-	return fmt.Errorf("unknown workload %q", args[0])
+	return usageErrorf("unknown workload %q", args[0])
 }
 
 // benchFlags are the flags every workload shares.
@@ -69,7 +68,10 @@ type benchFlags struct {
 	warmup   time.Duration
 }
 
-func newBenchFlags(name, about string, defClients int) *benchFlags {
+// newBenchFlags returns the flags every workload shares. clients is the
+// help of --clients, whose default is defClients; a workload that has no
+// many-client rows passes "" and gets no --clients.
+func newBenchFlags(name, about string, defClients int, clients string) *benchFlags {
 	f := &benchFlags{fs: flag.NewFlagSet("bench "+name, flag.ContinueOnError)}
 	fs := f.fs
 	fs.Usage = func() {
@@ -80,7 +82,9 @@ func newBenchFlags(name, about string, defClients int) *benchFlags {
 	fs.DurationVar(&f.duration, "duration", 2*time.Second, "measured time of each repetition")
 	fs.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "warm-up before each repetition (not measured)")
 	fs.IntVar(&f.reps, "reps", 3, "repetitions; the median is reported")
-	fs.IntVar(&f.cfg.Clients, "clients", defClients, "concurrent clients of the many-client rows")
+	if clients != "" {
+		fs.IntVar(&f.cfg.Clients, "clients", defClients, clients)
+	}
 	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the shared random lookup order")
 	fs.StringVar(&f.cfg.Dir, "dir", "", "directory for regions and peers' data (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
 	fs.StringVar(&f.json, "json", "", "also write the results to this file as JSON")
@@ -90,18 +94,12 @@ func newBenchFlags(name, about string, defClients int) *benchFlags {
 }
 
 func (f *benchFlags) parse(args []string) error {
-	if err := f.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := parse(f.fs, args); help || err != nil {
 		return err
-	}
-	if f.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
 	}
 	// Refuse a chart format before a run of minutes, not after.
 	if ext := strings.ToLower(filepath.Ext(f.plot)); f.plot != "" && ext != ".png" && ext != ".svg" {
-		return fmt.Errorf("--plot %s: the file name must end in .png or .svg", f.plot)
+		return usageErrorf("--plot %s: the file name must end in .png or .svg", f.plot)
 	}
 	f.cfg.Run = bench.Run{Duration: f.duration, Warmup: f.warmup, Reps: f.reps}
 	if f.warmup == 0 {
@@ -150,7 +148,8 @@ func (f *benchFlags) report(rs []bench.Result, ref, title string) error {
 }
 
 func benchRead(ctx context.Context, args []string) error {
-	f := newBenchFlags("read", "Zero-copy View lookups from a region, with 1..G goroutines and 1..P reader\nprocesses released together, beside an in-process Go map on the same keys.", 0)
+	f := newBenchFlags("read", "Zero-copy View lookups from a region, with 1..G goroutines and 1..P reader\nprocesses released together, beside an in-process Go map on the same keys.",
+		0, "largest number of reader goroutines, when --goroutines is not given (default GOMAXPROCS)")
 	var rc bench.ReadConfig
 	f.fs.IntVar(&rc.Goroutines, "goroutines", 0, "largest number of reader goroutines (default GOMAXPROCS)")
 	f.fs.IntVar(&rc.Processes, "processes", 0, "largest number of reader processes (default GOMAXPROCS; -1 none)")
@@ -177,7 +176,7 @@ func benchRead(ctx context.Context, args []string) error {
 }
 
 func benchCompare(ctx context.Context, args []string) error {
-	f := newBenchFlags("compare", "The same keys and values looked up from each system, with 1 client and then\n--clients concurrent clients. A peer whose server is not installed is\nreported as not available (apt-get install redis-server etcd-server).", 50)
+	f := newBenchFlags("compare", "The same keys and values looked up from each system, with 1 client and then\n--clients concurrent clients. A peer whose server is not installed is\nreported as not available (apt-get install redis-server etcd-server).", 50, "concurrent clients of the many-client rows")
 	all := map[string]bench.Opener{}
 	var names []string
 	for _, o := range bench.Systems() {
@@ -204,7 +203,7 @@ func benchCompare(ctx context.Context, args []string) error {
 }
 
 func benchWrite(ctx context.Context, args []string) error {
-	f := newBenchFlags("write", "Upserts and deletes per second into a region by its writer, and heartbeats\nper second absorbed by one center from 1 and --clients connections.", 16)
+	f := newBenchFlags("write", "Upserts and deletes per second into a region by its writer, and heartbeats\nper second absorbed by one center from 1 and --clients connections.", 16, "concurrent clients of the many-client rows")
 	var wc bench.WriteConfig
 	f.fs.IntVar(&wc.HeartbeatEntries, "heartbeat-entries", 0, "instances registered on the center (default min(entries, 10000))")
 	if err := f.parse(args); err != nil || f.helped(args) {
@@ -219,7 +218,7 @@ func benchWrite(ctx context.Context, args []string) error {
 }
 
 func benchPropagate(ctx context.Context, args []string) error {
-	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nEach agent is a `shmreg agent` process with its own region and each center\na `shmreg center` process, as on their own hosts; --in-process runs them all\ninside the harness instead, --centers-in-process only the centers.", 0)
+	f := newBenchFlags("propagate", "Two mirrored centers holding --entries instances and --agents agents: the\ntime for a fresh agent to fill a region from the snapshot, and the latency from a registration's ack at a center to its\nvisibility in every agent's region at --rate registrations per second.\nEach agent is a `shmreg agent` process with its own region and each center\na `shmreg center` process, as on their own hosts; --in-process runs them all\ninside the harness instead, --centers-in-process only the centers.", 0, "")
 	var pc bench.PropagateConfig
 	f.fs.IntVar(&pc.Agents, "agents", 4, "agents (K), each with its own region")
 	f.fs.IntVar(&pc.Rate, "rate", 500, "registrations per second over both centers")
@@ -260,15 +259,12 @@ func benchPlot(args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: shmreg bench plot --json in.json --plot out.png\n\nDraws the chart of records saved with --json.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if *in == "" || *out == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return errors.New("bench plot needs --json and --plot")
+		return usageErrorf("bench plot needs --json and --plot")
 	}
 	rs, err := bench.ReadJSON(*in)
 	if err != nil {

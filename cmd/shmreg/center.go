@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,7 @@ func runCenter(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7701", "address to serve the registry protocol on")
 	peer := fs.String("peer", "", "address of the other center of the pair (empty: no mirror)")
 	data := fs.String("data", "", "data directory (bbolt store and center id); required")
-	token := fs.String("token", "", "token that writers must present (empty: none)")
+	token := addTokenFlags(fs, "token that writers must present (empty: none)")
 	tlsCert := fs.String("tls-cert", "", "serve TLS with this certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "key for --tls-cert (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "CA (PEM) verifying client certificates; peers must present one")
@@ -46,20 +47,32 @@ func runCenter(args []string) error {
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
 	if *data == "" {
-		return errors.New("--data is required")
+		return usageErrorf("--data is required")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	settings := centerSettings{
+		listen: *listen, peer: *peer, metrics: *metrics, maxFrame: *maxFrame, selfPreservation: *selfPres,
+		tombstones: *tombstones, logLevel: *logLevel, tlsCert: *tlsCert, tlsKey: *tlsKey, clientCA: *clientCA,
+		peerCA: *peerCA, peerCert: *peerCert, peerKey: *peerKey,
+	}
+	if err := settings.check(); err != nil {
+		return err
+	}
+	tok, tokenWarning, err := token.resolve(os.Getenv(tokenFileEnv))
+	if err != nil {
+		return err
+	}
+	level, err := parseLogLevel(*logLevel)
+	if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if tokenWarning != "" {
+		log.Warn(tokenWarning)
+	}
 
 	opts := registry.CenterOptions{
-		Listen: *listen, Peer: *peer, DataDir: *data, Token: *token, MaxFrame: *maxFrame,
+		Listen: *listen, Peer: *peer, DataDir: *data, Token: tok, MaxFrame: *maxFrame,
 		TombstoneRetention: *tombstones, SelfPreservation: *selfPres, Logger: log,
 		Insecure: *insecure, InsecurePeers: *insecurePeers, MaxClockAhead: *maxClockAhead,
 		MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs,
@@ -135,6 +148,76 @@ func runCenter(args []string) error {
 		srv.Shutdown(sctx)
 	}
 	return c.Shutdown(sctx)
+}
+
+// centerSettings are the center's flag values that are checked before
+// anything starts: each would otherwise be accepted without a word and
+// fail later, or never (a peer address without a port is retried forever;
+// the registry silently raises a too small --max-frame, and reads a
+// --self-preservation of 0 as its default).
+type centerSettings struct {
+	listen, peer, metrics string
+	maxFrame              int
+	selfPreservation      float64
+	tombstones            time.Duration
+	logLevel              string
+	tlsCert, tlsKey       string
+	clientCA              string
+	peerCA                string
+	peerCert, peerKey     string
+}
+
+// minMaxFrame is registry.CenterOptions.MaxFrame's documented minimum
+// (the registry's own constant is not exported).
+const minMaxFrame = 128 << 10
+
+// check returns a usage error naming the first flag whose value the
+// center cannot use, and why.
+func (s centerSettings) check() error {
+	for _, a := range []struct {
+		flag, addr string
+		zeroOK     bool // a listener may take any free port
+	}{{"listen", s.listen, true}, {"peer", s.peer, false}, {"metrics", s.metrics, true}} {
+		if a.addr == "" && a.flag != "listen" {
+			continue // empty: no mirror, no metrics
+		}
+		if err := checkAddr(a.addr, a.zeroOK); err != nil {
+			return usageErrorf("--%s %s: %v", a.flag, a.addr, err)
+		}
+	}
+	// The registry reads 0 as its default (0.85), and a share of 1 or more
+	// never holds anything: neither is what it looks like.
+	if sp := s.selfPreservation; !(sp < 0 || sp > 0 && sp < 1) {
+		return usageErrorf("--self-preservation %s: want a share in (0,1), or a negative value to turn it off",
+			strconv.FormatFloat(sp, 'g', -1, 64))
+	}
+	if s.maxFrame < minMaxFrame {
+		return usageErrorf("--max-frame %d: the smallest is %d (128 KiB)", s.maxFrame, minMaxFrame)
+	}
+	// 0 would be read as the default (24h); a negative retention would
+	// purge deletes at once and let the peer resurrect them.
+	if s.tombstones <= 0 {
+		return usageErrorf("--tombstone-retention %s: must be positive", s.tombstones)
+	}
+	if _, err := parseLogLevel(s.logLevel); err != nil {
+		return err
+	}
+	for _, need := range []struct {
+		given, flag, needs string
+		ok                 bool
+	}{
+		{s.tlsKey, "tls-key", "tls-cert", s.tlsCert != ""},
+		{s.tlsCert, "tls-cert", "tls-key", s.tlsKey != ""},
+		{s.clientCA, "tls-client-ca", "tls-cert", s.tlsCert != ""},
+		{s.peerCert, "peer-tls-cert", "peer-tls-ca", s.peerCA != ""},
+		{s.peerCert, "peer-tls-cert", "peer-tls-key", s.peerKey != ""},
+		{s.peerKey, "peer-tls-key", "peer-tls-cert", s.peerCert != ""},
+	} {
+		if need.given != "" && !need.ok {
+			return usageErrorf("--%s needs --%s", need.flag, need.needs)
+		}
+	}
+	return nil
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

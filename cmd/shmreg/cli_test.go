@@ -27,10 +27,16 @@ type cliResult struct {
 // /dev/shm/shmreg.
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
+	return runCLIEnv(t, nil, args...)
+}
+
+// runCLIEnv is runCLI with env (KEY=value) added to the environment.
+func runCLIEnv(t *testing.T, env []string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, shmregBinary(t), args...)
-	cmd.Env = append(cmd.Environ(), "SHMREG_DIR="+t.TempDir())
+	cmd.Env = append(append(cmd.Environ(), "SHMREG_DIR="+t.TempDir()), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -63,8 +69,14 @@ type running struct {
 
 func startCLI(t *testing.T, args ...string) *running {
 	t.Helper()
+	return startCLIEnv(t, nil, args...)
+}
+
+// startCLIEnv is startCLI with env (KEY=value) added to the environment.
+func startCLIEnv(t *testing.T, env []string, args ...string) *running {
+	t.Helper()
 	p := &running{cmd: exec.Command(shmregBinary(t), args...)}
-	p.cmd.Env = append(p.cmd.Environ(), "SHMREG_DIR="+t.TempDir())
+	p.cmd.Env = append(append(p.cmd.Environ(), "SHMREG_DIR="+t.TempDir()), env...)
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

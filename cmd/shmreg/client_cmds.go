@@ -15,7 +15,7 @@ import (
 // clientFlags are the connection flags shared by the SDK-based commands.
 type clientFlags struct {
 	centers *string
-	token   *string
+	token   tokenFlags
 	tlsCA   *string
 	timeout *time.Duration
 }
@@ -23,14 +23,39 @@ type clientFlags struct {
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		centers: fs.String("centers", "127.0.0.1:7701,127.0.0.1:7702", "comma-separated addresses of the centers"),
-		token:   fs.String("token", "", "token the centers require for writes"),
+		token:   addTokenFlags(fs, "token the centers require for writes"),
 		tlsCA:   fs.String("tls-ca", "", "dial the centers over TLS, verifying them with this CA (PEM)"),
 		timeout: fs.Duration("timeout", 5*time.Second, "time limit for the request"),
 	}
 }
 
+// check returns a usage error for connection flags that cannot work: no
+// center, an address without a port, a time limit that has already run
+// out.
+func (f clientFlags) check() error {
+	if strings.TrimSpace(*f.centers) == "" {
+		return usageErrorf("--centers: no address")
+	}
+	for _, addr := range strings.Split(*f.centers, ",") {
+		if err := checkAddr(addr, false); err != nil {
+			return usageErrorf("--centers %s: %v", addr, err)
+		}
+	}
+	if *f.timeout <= 0 {
+		return usageErrorf("--timeout %s: must be positive", *f.timeout)
+	}
+	return nil
+}
+
+// client connects to the centers. The token file, if any, is read here,
+// once; a token file readable by others is not warned about (a one-shot
+// command would repeat the warning on every call; the center warns).
 func (f clientFlags) client(role registry.Role) (*registry.Client, error) {
-	opts := registry.ClientOptions{Addrs: strings.Split(*f.centers, ","), Token: *f.token, Role: role, Name: "shmreg-cli"}
+	token, _, err := f.token.resolve(os.Getenv(tokenFileEnv))
+	if err != nil {
+		return nil, err
+	}
+	opts := registry.ClientOptions{Addrs: strings.Split(*f.centers, ","), Token: token, Role: role, Name: "shmreg-cli"}
 	if *f.tlsCA != "" {
 		pool, err := loadPool(*f.tlsCA)
 		if err != nil {
@@ -73,12 +98,14 @@ type writeRequest struct {
 func (w writeRequest) run(args []string) error {
 	fs := newFlags(w.name, w.args, w.summary)
 	cf := addClientFlags(fs)
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != len(strings.Fields(w.args)) {
-		fs.Usage()
-		return fmt.Errorf("need %s", w.args)
+		return argsError(fs, "need "+w.args)
+	}
+	if err := cf.check(); err != nil {
+		return err
 	}
 	cl, err := cf.client(registry.RoleAdmin)
 	if err != nil {
@@ -126,11 +153,11 @@ func runRegister(args []string) error {
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
 	if in.Service == "" {
-		return fmt.Errorf("--service is required")
+		return usageErrorf("--service is required")
+	}
+	if err := cf.check(); err != nil {
+		return err
 	}
 	if in.ID == "" {
 		host, _ := os.Hostname()

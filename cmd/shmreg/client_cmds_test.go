@@ -68,14 +68,15 @@ func TestPutAndDelAgainstACenter(t *testing.T) {
 		t.Fatalf("after del: %+v, %v", rec, err)
 	}
 
-	// Wrong number of arguments: the usage, and a message naming them.
+	// Wrong number of arguments: the usage, and a message naming them
+	// (exit 2: shmreg could not tell what to do).
 	r = runCLI(t, "put", "--centers", addr, "only-a-key")
-	r.wantExit(t, 1)
+	r.wantExit(t, 2)
 	if !strings.Contains(r.stderr, "usage: shmreg put [flags] KEY VALUE") || !strings.HasSuffix(r.stderr, "shmreg put: need KEY VALUE\n") {
 		t.Errorf("put with one argument: stderr %q", r.stderr)
 	}
 	r = runCLI(t, "del", "--centers", addr)
-	r.wantExit(t, 1)
+	r.wantExit(t, 2)
 	if !strings.HasSuffix(r.stderr, "shmreg del: need KEY\n") {
 		t.Errorf("del without a key: stderr %q", r.stderr)
 	}
@@ -135,7 +136,7 @@ func TestRegisterUntilInterrupted(t *testing.T) {
 
 func TestRegisterNeedsAService(t *testing.T) {
 	r := runCLI(t, "register", "--centers", "127.0.0.1:1")
-	r.wantExit(t, 1)
+	r.wantExit(t, 2)
 	if r.stderr != "shmreg register: --service is required\n" {
 		t.Errorf("stderr %q", r.stderr)
 	}

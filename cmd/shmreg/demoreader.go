@@ -26,22 +26,26 @@ func runDemoReader(args []string) error {
 	defer r.Close()
 	opened := time.Since(start)
 	fmt.Printf("  reader process pid %d opened the region in %s and found %s:\n", os.Getpid(), round(opened), *service)
-	var first []byte
-	n := 0
-	err = r.Scan([]byte(registry.InstanceKey(*service, "")), func(k, v []byte) bool {
-		in, err := registry.DecodeInstance(v)
-		if err != nil {
-			return true
-		}
-		if first == nil {
-			first = append([]byte(nil), k...)
-		}
-		n++
-		fmt.Printf("    %-8s %s:%d  weight %d  %s\n", in.ID, in.Address, in.Port, in.Weight, in.Health)
-		return true
+	var found []entry // copied, then printed after the read (see scanChunks)
+	err = scanChunks(r, []byte(registry.InstanceKey(*service, "")), listChunk(), func(chunk []entry) error {
+		found = append(found, chunk...)
+		return nil
 	})
 	if err != nil {
 		return err
+	}
+	var first []byte
+	n := 0
+	for _, e := range found {
+		in, err := registry.DecodeInstance(e.value)
+		if err != nil {
+			continue
+		}
+		if first == nil {
+			first = e.key
+		}
+		n++
+		fmt.Printf("    %-8s %s:%d  weight %d  %s\n", in.ID, in.Address, in.Port, in.Weight, in.Health)
 	}
 	if n == 0 {
 		return errors.New("no instance found")

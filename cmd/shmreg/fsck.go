@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -35,7 +36,15 @@ func runFsck(args []string) error {
 		}
 	}
 	if len(rep.Problems) > 0 {
-		return fmt.Errorf("%d problems found", len(rep.Problems))
+		return errors.New(problemsFound(len(rep.Problems)))
 	}
 	return nil
+}
+
+// problemsFound is fsck's closing error message for n > 0 problems.
+func problemsFound(n int) string {
+	if n == 1 {
+		return "1 problem found"
+	}
+	return fmt.Sprintf("%d problems found", n)
 }

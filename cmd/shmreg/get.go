@@ -11,12 +11,11 @@ import (
 func runGet(args []string) error {
 	fs := newFlags("get", "KEY", "Print one entry's value, read straight from the region.")
 	region := regionFlag(fs)
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("need exactly one KEY")
+		return argsError(fs, "need exactly one KEY")
 	}
 	r, err := openRegion(*region)
 	if err != nil {
@@ -24,12 +23,15 @@ func runGet(args []string) error {
 	}
 	defer r.Close()
 	key := fs.Arg(0)
-	err = r.View([]byte(key), func(v []byte) error {
-		fmt.Fprintln(os.Stdout, formatValue(key, v))
-		return nil
-	})
+	// A copy, printed after the read: a View printing from inside the read
+	// would be evicted by a consumer slower than the read lease.
+	v, err := r.Get([]byte(key))
 	if errors.Is(err, shm.ErrNotFound) {
 		return &hintError{msg: fmt.Sprintf("no key %q in region %s", key, r.Path()), err: err}
 	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(os.Stdout, formatValue(key, v))
 	return err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"os"
 )
 
@@ -10,27 +9,30 @@ func runLs(args []string) error {
 	fs := newFlags("ls", "[PREFIX]", "List the entries under PREFIX (all by default), read straight from the region.")
 	region := regionFlag(fs)
 	keysOnly := fs.Bool("keys", false, "print keys only")
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
-		fs.Usage()
-		return errors.New("at most one PREFIX")
+		return argsError(fs, "at most one PREFIX")
 	}
 	r, err := openRegion(*region)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	// Printed a chunk at a time, each after the read that copied it (see
+	// scanChunks): a reader of the output slower than the read lease
+	// (ls | less) must not get the listing evicted.
 	w := bufio.NewWriter(os.Stdout)
-	defer w.Flush()
-	return r.Scan([]byte(fs.Arg(0)), func(k, v []byte) bool {
-		if *keysOnly {
-			w.Write(k)
-			w.WriteByte('\n')
-		} else {
-			printEntry(w, string(k), v)
+	return scanChunks(r, []byte(fs.Arg(0)), listChunk(), func(chunk []entry) error {
+		for _, e := range chunk {
+			if *keysOnly {
+				w.Write(e.key)
+				w.WriteByte('\n')
+			} else {
+				printEntry(w, string(e.key), e.value)
+			}
 		}
-		return true
+		return w.Flush() // a failed write (a closed pipe) stops the scan
 	})
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,7 +54,8 @@ func main() {
 
 // run dispatches args to a command and returns the exit status: 0 on
 // success or help asked for, 1 when the command failed, 2 for a call
-// shmreg cannot dispatch (no command, an unknown one).
+// shmreg cannot run as given (no command, an unknown one, or a command
+// line its command refused with a usageError).
 func run(cmds map[string]command, args []string, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr, cmds)
@@ -72,6 +74,9 @@ func run(cmds map[string]command, args []string, stderr io.Writer) int {
 	}
 	if err := cmd.run(args[1:]); err != nil {
 		fmt.Fprintf(stderr, "shmreg %s: %v\n", args[0], err)
+		if u := (*usageError)(nil); errors.As(err, &u) {
+			return 2
+		}
 		return 1
 	}
 	return 0

@@ -20,6 +20,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The token file a developer's shell may name must not reach the
+	// commands under test (or the shmreg processes they start): the tests
+	// that use it set it themselves.
+	os.Unsetenv(tokenFileEnv)
 	code := m.Run()
 	// The centers the tests start in this process must be gone.
 	if err := goleak.Find(); code == 0 && err != nil {

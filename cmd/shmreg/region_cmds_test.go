@@ -90,7 +90,7 @@ func TestGetErrors(t *testing.T) {
 	}
 
 	r = runCLI(t, "get", "--region", region)
-	r.wantExit(t, 1)
+	r.wantExit(t, 2)
 	if !strings.Contains(r.stderr, "usage: shmreg get") || !strings.Contains(r.stderr, "shmreg get: need exactly one KEY") {
 		t.Errorf("no KEY: stderr %q", r.stderr)
 	}

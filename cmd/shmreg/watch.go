@@ -16,12 +16,14 @@ func runWatch(args []string) error {
 	fs := newFlags("watch", "PREFIX", "Print the entries under PREFIX, then every change to them as the agent commits it\n(+ added, ~ changed, - deleted). Sleeps on the region's change futex: no polling, no socket.")
 	region := regionFlag(fs)
 	forDur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
-	if help, err := parse(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("need exactly one PREFIX (\"\" for everything)")
+		return argsError(fs, `need exactly one PREFIX ("" for everything)`)
+	}
+	if *forDur < 0 {
+		return usageErrorf("--for %s: must not be negative", *forDur)
 	}
 	r, err := openRegion(*region)
 	if err != nil {
@@ -75,11 +77,16 @@ func watch(ctx context.Context, r *shm.Reader, prefix string, w io.Writer) error
 	}
 }
 
+// scanMap copies the entries under prefix, a chunk per read (see
+// scanChunks). A commit between two chunks is not missed: its sequence
+// number is past the one watch waits from, so the next round sees it.
 func scanMap(r *shm.Reader, prefix string) (map[string][]byte, error) {
 	m := make(map[string][]byte)
-	err := r.Scan([]byte(prefix), func(k, v []byte) bool {
-		m[string(k)] = append([]byte(nil), v...)
-		return true
+	err := scanChunks(r, []byte(prefix), listChunk(), func(chunk []entry) error {
+		for _, e := range chunk {
+			m[string(e.key)] = e.value
+		}
+		return nil
 	})
 	return m, err
 }
