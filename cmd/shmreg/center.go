@@ -110,11 +110,11 @@ func runCenter(args []string) error {
 			opts.PeerTLS.ServerName = host
 		}
 	}
-	if *token == "" && *clientCA == "" && !*insecure {
-		return errors.New("nobody could write to this center: give it a token (--token-file) or client certificates (--tls-client-ca), or say --insecure for a throw-away setup")
+	if tok == "" && *clientCA == "" && !*insecure {
+		return usageErrorf("nobody could write to this center: give it a token (--token-file) or client certificates (--tls-client-ca), or say --insecure for a throw-away setup")
 	}
-	if *token != "" && *insecure {
-		return errors.New("--insecure with a token: choose one")
+	if tok != "" && *insecure {
+		return usageErrorf("--insecure with a token: choose one")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
