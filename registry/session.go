@@ -171,21 +171,29 @@ func (s *session) readFrame(br *bufio.Reader) (p []byte, release func(), err err
 	if err != nil {
 		return nil, release, err
 	}
-	if n >= largeFrame {
-		ctx, cancel := context.WithTimeout(s.c.ctx, handshakeTimeout)
-		err := s.c.inbound.Acquire(ctx, int64(n))
-		cancel()
-		if err != nil {
-			return nil, release, fmt.Errorf("%w: no room for a frame of %d bytes (the center's inbound budget of %d bytes is in use)", ErrOverloaded, n, s.c.opts.MaxInbound)
-		}
-		release = func() { s.c.inbound.Release(int64(n)) }
+	if n < largeFrame {
+		p, err = readFrameBody(br, n)
+		return p, release, err
 	}
-	p, err = readFrameBody(br, n)
+	ctx, cancel := context.WithTimeout(s.c.ctx, handshakeTimeout)
+	err = s.c.inbound.Acquire(ctx, int64(n))
+	cancel()
 	if err != nil {
+		return nil, release, fmt.Errorf("%w: no room for a frame of %d bytes (the center's inbound budget of %d bytes is in use)", ErrOverloaded, n, s.c.opts.MaxInbound)
+	}
+	buf := frameBufs.get(n)
+	release = func() {
+		frameBufs.put(buf)
+		s.c.inbound.Release(int64(n))
+	}
+	if _, err := io.ReadFull(br, buf); err != nil {
 		release()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, func() {}, err
 	}
-	return p, release, nil
+	return buf, release, nil
 }
 
 // errProbe marks a connection that closed (or went silent) before sending
