@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"hash/fnv"
 	"sort"
 )
@@ -141,7 +142,7 @@ func (c *Center) antiEntropy(ctx context.Context, conn *Conn) (int, error) {
 				return repaired, err
 			}
 		}
-		for _, ch := range chunkRecords(push, conn.maxFrame/2) {
+		for _, ch := range wire.ChunkRecords(push, conn.maxFrame/2) {
 			if len(ch) == 0 {
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"net"
 	"strings"
 	"testing"
@@ -33,26 +34,26 @@ func (r *rawConn) sendRaw(b []byte) {
 	}
 }
 
-func (r *rawConn) send(typ msgType, id uint64, body any) {
-	b, err := encodeFrame(typ, id, body)
+func (r *rawConn) send(typ wire.MsgType, id uint64, body any) {
+	b, err := wire.EncodeFrame(typ, id, body)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.sendRaw(b)
 }
 
-func (r *rawConn) recv() (frame, error) {
-	p, err := readFrame(r.br, DefaultMaxFrame)
+func (r *rawConn) recv() (wire.Frame, error) {
+	p, err := wire.ReadFrame(r.br, DefaultMaxFrame)
 	if err != nil {
-		return frame{}, err
+		return wire.Frame{}, err
 	}
-	return decodeFrame(p)
+	return wire.DecodeFrame(p)
 }
 
 func (r *rawConn) hello(role Role, token string) {
-	r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: role, Token: token})
+	r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: role, Token: token})
 	f, err := r.recv()
-	if err != nil || f.Type != msgWelcome {
+	if err != nil || f.Type != wire.MsgWelcome {
 		r.t.Fatalf("handshake: %+v %v", f, err)
 	}
 }
@@ -64,11 +65,11 @@ func (r *rawConn) expectErrorThenClose(code string) {
 	if err != nil {
 		r.t.Fatalf("want an error frame, got %v", err)
 	}
-	if f.Type != msgError {
+	if f.Type != wire.MsgError {
 		r.t.Fatalf("want an error frame, got type %d", f.Type)
 	}
-	var m errorMsg
-	if err := decodeBody(f.Body, &m); err != nil {
+	var m wire.ErrorMsg
+	if err := wire.DecodeBody(f.Body, &m); err != nil {
 		r.t.Fatal(err)
 	}
 	if m.Code != code {
@@ -100,41 +101,41 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		run  func(r *rawConn)
 		code string
 	}{
-		{"garbage payload", func(r *rawConn) { r.sendRaw(lengthPrefixed([]byte{0xc1, 0xff, 0x00})) }, codeProtocol},
-		{"empty frame", func(r *rawConn) { r.sendRaw([]byte{0, 0, 0, 0}) }, codeProtocol},
-		{"oversized frame", func(r *rawConn) { r.sendRaw([]byte{0x7f, 0xff, 0xff, 0xff}) }, codeTooLarge},
-		{"first frame not hello", func(r *rawConn) { r.send(msgPing, 1, nil) }, codeProtocol},
+		{"garbage payload", func(r *rawConn) { r.sendRaw(lengthPrefixed([]byte{0xc1, 0xff, 0x00})) }, wire.CodeProtocol},
+		{"empty frame", func(r *rawConn) { r.sendRaw([]byte{0, 0, 0, 0}) }, wire.CodeProtocol},
+		{"oversized frame", func(r *rawConn) { r.sendRaw([]byte{0x7f, 0xff, 0xff, 0xff}) }, wire.CodeTooLarge},
+		{"first frame not hello", func(r *rawConn) { r.send(wire.MsgPing, 1, nil) }, wire.CodeProtocol},
 		{"unsupported version", func(r *rawConn) {
-			r.send(msgHello, 1, &helloMsg{Version: 99, Role: RoleAdmin, Token: "s3cret"})
-		}, codeProtocol},
-		{"unknown role", func(r *rawConn) { r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: "god"}) }, codeInvalid},
+			r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: 99, Role: RoleAdmin, Token: "s3cret"})
+		}, wire.CodeProtocol},
+		{"unknown role", func(r *rawConn) { r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: "god"}) }, wire.CodeInvalid},
 		{"wrong token", func(r *rawConn) {
-			r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RoleAdmin, Token: "nope"})
-		}, codeUnauthorized},
+			r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: RoleAdmin, Token: "nope"})
+		}, wire.CodeUnauthorized},
 		{"instance without token", func(r *rawConn) {
-			r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RoleInstance})
-		}, codeUnauthorized},
+			r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: RoleInstance})
+		}, wire.CodeUnauthorized},
 		{"agent without token writes", func(r *rawConn) {
 			r.hello(RoleAgent, "")
-			r.send(msgPut, 2, &putMsg{Key: "cfg/x", Value: []byte("v")})
-		}, codeUnauthorized},
+			r.send(wire.MsgPut, 2, &wire.PutMsg{Key: "cfg/x", Value: []byte("v")})
+		}, wire.CodeUnauthorized},
 		{"non-peer uses a peer operation", func(r *rawConn) {
 			r.hello(RoleAdmin, "s3cret")
-			r.send(msgReplicate, 2, &recordsMsg{Records: []Record{{Key: "cfg/x", Version: Version{HLC: 1, Origin: "z"}}}})
-		}, codeUnauthorized},
+			r.send(wire.MsgReplicate, 2, &wire.RecordsMsg{Records: []Record{{Key: "cfg/x", Version: Version{HLC: 1, Origin: "z"}}}})
+		}, wire.CodeUnauthorized},
 		{"body of the wrong shape", func(r *rawConn) {
 			r.hello(RoleAdmin, "s3cret")
-			r.send(msgPut, 2, []int{1, 2, 3})
-		}, codeProtocol},
+			r.send(wire.MsgPut, 2, []int{1, 2, 3})
+		}, wire.CodeProtocol},
 		{"unknown frame type", func(r *rawConn) {
 			r.hello(RoleAdmin, "s3cret")
 			r.sendRaw(lengthPrefixed([]byte{0x93, 0x7f, 0x02, 0xc0}))
-		}, codeProtocol},
+		}, wire.CodeProtocol},
 		{"trailing bytes", func(r *rawConn) {
 			r.hello(RoleAdmin, "s3cret")
-			b, _ := encodeFrame(msgPing, 2, nil)
+			b, _ := wire.EncodeFrame(wire.MsgPing, 2, nil)
 			r.sendRaw(lengthPrefixed(append(b[4:], 0x01)))
-		}, codeProtocol},
+		}, wire.CodeProtocol},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,29 +162,29 @@ func TestRequestErrorsKeepTheConnection(t *testing.T) {
 	big := make([]byte, MaxValueLen+1)
 	for _, tc := range []struct {
 		body any
-		typ  msgType
+		typ  wire.MsgType
 		code string
 	}{
-		{&putMsg{Key: "cfg/big", Value: big}, msgPut, codeTooLarge},
-		{&putMsg{Key: strings.Repeat("k", MaxKeyLen+1), Value: nil}, msgPut, codeTooLarge},
-		{&putMsg{Key: "", Value: nil}, msgPut, codeInvalid},
-		{&putMsg{Key: "svc/a/b", Value: nil}, msgPut, codeInvalid},
-		{&registerMsg{Instance: Instance{Service: "a"}}, msgRegister, codeInvalid},
-		{&keyMsg{Key: "cfg/none"}, msgGet, codeNotFound},
+		{&wire.PutMsg{Key: "cfg/big", Value: big}, wire.MsgPut, wire.CodeTooLarge},
+		{&wire.PutMsg{Key: strings.Repeat("k", MaxKeyLen+1), Value: nil}, wire.MsgPut, wire.CodeTooLarge},
+		{&wire.PutMsg{Key: "", Value: nil}, wire.MsgPut, wire.CodeInvalid},
+		{&wire.PutMsg{Key: "svc/a/b", Value: nil}, wire.MsgPut, wire.CodeInvalid},
+		{&wire.RegisterMsg{Instance: Instance{Service: "a"}}, wire.MsgRegister, wire.CodeInvalid},
+		{&wire.KeyMsg{Key: "cfg/none"}, wire.MsgGet, wire.CodeNotFound},
 	} {
 		r.send(tc.typ, 7, tc.body)
 		f, err := r.recv()
-		if err != nil || f.Type != msgError || f.ID != 7 {
+		if err != nil || f.Type != wire.MsgError || f.ID != 7 {
 			t.Fatalf("%T: %+v %v", tc.body, f, err)
 		}
-		var m errorMsg
-		decodeBody(f.Body, &m)
+		var m wire.ErrorMsg
+		wire.DecodeBody(f.Body, &m)
 		if m.Code != tc.code {
 			t.Fatalf("%T: code %q (%s), want %q", tc.body, m.Code, m.Message, tc.code)
 		}
 	}
-	r.send(msgPing, 8, nil)
-	if f, err := r.recv(); err != nil || f.Type != msgPong || f.ID != 8 {
+	r.send(wire.MsgPing, 8, nil)
+	if f, err := r.recv(); err != nil || f.Type != wire.MsgPong || f.ID != 8 {
 		t.Fatalf("connection not usable after request errors: %+v %v", f, err)
 	}
 	// And the SDK reports the sentinels before sending.

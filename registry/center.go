@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"log/slog"
 	"net"
 	"sort"
@@ -299,7 +300,7 @@ func (c *Center) refuseConn(nc net.Conn, reason string) {
 	if reason == "per_addr" {
 		msg = fmt.Sprintf("too many connections from one address (limit %d)", c.opts.MaxConnsPerAddr)
 	}
-	b, _ := encodeFrame(msgError, 0, &errorMsg{Code: codeOverloaded, Message: msg})
+	b, _ := wire.EncodeFrame(wire.MsgError, 0, &wire.ErrorMsg{Code: wire.CodeOverloaded, Message: msg})
 	go func() {
 		nc.SetDeadline(time.Now().Add(time.Second))
 		nc.Write(b)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"io"
 	"log/slog"
 	"slices"
@@ -221,11 +222,11 @@ func (c *Client) do(ctx context.Context, f func(*Conn) error) error {
 // Deregister, Close, or the end of ctx (which also deregisters it, best
 // effort). It returns once a center has made the registration durable.
 func (c *Client) Register(ctx context.Context, in Instance, opts RegisterOptions) error {
-	in, err := in.normalize()
+	in, err := in.Normalize()
 	if err != nil {
 		return err
 	}
-	wid := newWID() // the same on the retry at the other center
+	wid := wire.NewWID() // the same on the retry at the other center
 	if err := c.do(ctx, func(conn *Conn) error { _, err := conn.register(ctx, in, opts, wid); return err }); err != nil {
 		return err
 	}
@@ -283,7 +284,7 @@ func (c *Client) deregister(ctx context.Context, key string, r *registration) er
 		r.sending.Lock()
 		r.sending.Unlock()
 	}
-	wid := newWID()
+	wid := wire.NewWID()
 	err := c.do(ctx, func(conn *Conn) error { _, err := conn.delete(ctx, key, wid); return err })
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -389,7 +390,7 @@ func (c *Client) reregister(ctx context.Context, conn *Conn, keys []string, byKe
 // Put writes a plain key/value.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (Version, error) {
 	var v Version
-	wid := newWID() // the same on the retry at the other center
+	wid := wire.NewWID() // the same on the retry at the other center
 	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.put(ctx, key, value, wid); return err })
 	return v, err
 }
@@ -397,7 +398,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte) (Version, er
 // Delete deletes a key.
 func (c *Client) Delete(ctx context.Context, key string) (Version, error) {
 	var v Version
-	wid := newWID()
+	wid := wire.NewWID()
 	err := c.do(ctx, func(conn *Conn) (err error) { v, err = conn.delete(ctx, key, wid); return err })
 	return v, err
 }

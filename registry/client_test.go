@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"testing"
 	"time"
 
@@ -156,7 +157,7 @@ func TestCenterIgnoresFarFutureAfter(t *testing.T) {
 	c := testCenter(t, CenterOptions{Insecure: true})
 	conn := dialT(t, c.Addr().String(), DialOptions{Role: RoleAdmin})
 	ctx := tctx(t)
-	future := uint64(time.Now().Add(24*time.Hour).UnixMilli()) << hlcLogicalBits
+	future := uint64(time.Now().Add(24*time.Hour).UnixMilli()) << wire.HLCLogicalBits
 	conn.seen.Store(future)
 	v, err := conn.Put(ctx, "cfg/x", []byte("1"))
 	if err != nil {

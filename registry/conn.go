@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -43,8 +44,8 @@ type Conn struct {
 	opts     DialOptions
 	centerID string
 	maxFrame int
-	welcome  welcomeMsg
-	out      *outbox
+	welcome  wire.WelcomeMsg
+	out      *wire.Outbox
 	nextID   atomic.Uint64
 
 	// seen is the highest version this client has been answered with.
@@ -70,7 +71,7 @@ type call struct {
 }
 
 type callResult struct {
-	f    frame
+	f    wire.Frame
 	recs []Record
 	err  error
 }
@@ -108,7 +109,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		nc:       nc,
 		opts:     opts,
 		maxFrame: opts.MaxFrame,
-		out:      newOutbox(0, 64<<10, nil),
+		out:      wire.NewOutbox(0, 64<<10, nil),
 		pending:  make(map[uint64]*call),
 		subs:     make(map[uint64]*Subscription),
 		closed:   make(chan struct{}),
@@ -123,7 +124,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		return nil, err
 	}
 	c.wg.Add(3)
-	go func() { defer c.wg.Done(); c.out.run(nc) }()
+	go func() { defer c.wg.Done(); c.out.Run(nc) }()
 	go func() { defer c.wg.Done(); c.readLoop(br) }()
 	go func() { defer c.wg.Done(); c.keepAlive() }()
 	return c, nil
@@ -136,24 +137,24 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
 	}
 	c.nc.SetDeadline(deadline)
 	defer c.nc.SetDeadline(time.Time{})
-	b, err := encodeFrame(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: c.opts.Role, Token: c.opts.Token, CenterID: c.opts.centerID, Name: c.opts.Name})
+	b, err := wire.EncodeFrame(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: c.opts.Role, Token: c.opts.Token, CenterID: c.opts.centerID, Name: c.opts.Name})
 	if err != nil {
 		return err
 	}
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
 	}
-	p, err := readFrame(br, c.maxFrame)
+	p, err := wire.ReadFrame(br, c.maxFrame)
 	if err != nil {
 		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
 	}
-	f, err := decodeFrame(p)
+	f, err := wire.DecodeFrame(p)
 	if err != nil {
 		return err
 	}
 	switch f.Type {
-	case msgWelcome:
-		if err := decodeBody(f.Body, &c.welcome); err != nil {
+	case wire.MsgWelcome:
+		if err := wire.DecodeBody(f.Body, &c.welcome); err != nil {
 			return err
 		}
 		c.centerID = c.welcome.CenterID
@@ -161,15 +162,15 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
 			c.maxFrame = c.welcome.MaxFrame
 		}
 		return nil
-	case msgError:
+	case wire.MsgError:
 		return remoteErr(f.Body)
 	}
 	return fmt.Errorf("%w: handshake: unexpected frame type %d", ErrProtocol, f.Type)
 }
 
 func remoteErr(body []byte) error {
-	var m errorMsg
-	if err := decodeBody(body, &m); err != nil {
+	var m wire.ErrorMsg
+	if err := wire.DecodeBody(body, &m); err != nil {
 		return err
 	}
 	return &RemoteError{Code: m.Code, Message: m.Message}
@@ -207,7 +208,7 @@ func (c *Conn) shutdown(err error) {
 	c.pending, c.subs = map[uint64]*call{}, map[uint64]*Subscription{}
 	close(c.closed)
 	c.mu.Unlock()
-	c.out.close(nil)
+	c.out.Close(nil)
 	c.nc.Close()
 	for _, p := range pending {
 		p.ch <- callResult{err: err}
@@ -221,21 +222,21 @@ func (c *Conn) readLoop(br *bufio.Reader) {
 	idle := 3 * c.opts.KeepAlive
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(idle))
-		p, err := readFrame(br, c.maxFrame)
+		p, err := wire.ReadFrame(br, c.maxFrame)
 		if err != nil {
 			c.shutdown(fmt.Errorf("%w: connection to %s lost: %v", ErrUnavailable, c.centerID, err))
 			return
 		}
-		f, err := decodeFrame(p)
+		f, err := wire.DecodeFrame(p)
 		if err != nil {
 			c.shutdown(err)
 			return
 		}
 		if f.ID == 0 {
 			switch f.Type {
-			case msgPush:
-				var m pushMsg
-				if err := decodeBody(f.Body, &m); err != nil {
+			case wire.MsgPush:
+				var m wire.PushMsg
+				if err := wire.DecodeBody(f.Body, &m); err != nil {
 					c.shutdown(err)
 					return
 				}
@@ -245,26 +246,26 @@ func (c *Conn) readLoop(br *bufio.Reader) {
 				if s != nil {
 					s.deliver(m)
 				}
-			case msgError:
+			case wire.MsgError:
 				c.shutdown(remoteErr(f.Body))
 				return
-			case msgPing:
-				c.sendFrame(msgPong, 0, nil)
+			case wire.MsgPing:
+				c.sendFrame(wire.MsgPong, 0, nil)
 			}
 			continue
 		}
 		c.mu.Lock()
 		cl := c.pending[f.ID]
-		if cl != nil && !(cl.collect && f.Type == msgRecords) {
+		if cl != nil && !(cl.collect && f.Type == wire.MsgRecords) {
 			delete(c.pending, f.ID)
 		}
 		c.mu.Unlock()
 		if cl == nil {
 			continue // a reply to a call that gave up
 		}
-		if cl.collect && f.Type == msgRecords {
-			var m recordsMsg
-			if err := decodeBody(f.Body, &m); err != nil {
+		if cl.collect && f.Type == wire.MsgRecords {
+			var m wire.RecordsMsg
+			if err := wire.DecodeBody(f.Body, &m); err != nil {
 				c.shutdown(err)
 				return
 			}
@@ -286,22 +287,22 @@ func (c *Conn) keepAlive() {
 	for {
 		select {
 		case <-t.C:
-			c.sendFrame(msgPing, 0, nil)
+			c.sendFrame(wire.MsgPing, 0, nil)
 		case <-c.closed:
 			return
 		}
 	}
 }
 
-func (c *Conn) sendFrame(t msgType, id uint64, body any) error {
-	b, err := encodeFrame(t, id, body)
+func (c *Conn) sendFrame(t wire.MsgType, id uint64, body any) error {
+	b, err := wire.EncodeFrame(t, id, body)
 	if err != nil {
 		return fmt.Errorf("registry: encode: %w", err)
 	}
-	if len(b)-frameHeaderLen > c.maxFrame {
+	if len(b)-wire.FrameHeaderLen > c.maxFrame {
 		return fmt.Errorf("%w: request of %d bytes exceeds the frame limit %d", ErrTooLarge, len(b), c.maxFrame)
 	}
-	if err := c.out.enqueue(b); err != nil {
+	if err := c.out.Enqueue(b); err != nil {
 		if e := c.Err(); e != nil {
 			return e
 		}
@@ -312,7 +313,7 @@ func (c *Conn) sendFrame(t msgType, id uint64, body any) error {
 
 // roundTrip sends a request and waits for its reply frame. An error frame
 // becomes a *RemoteError.
-func (c *Conn) roundTrip(ctx context.Context, t msgType, body any, collect bool) (callResult, error) {
+func (c *Conn) roundTrip(ctx context.Context, t wire.MsgType, body any, collect bool) (callResult, error) {
 	id := c.nextID.Add(1)
 	cl := &call{ch: make(chan callResult, 1), collect: collect}
 	c.mu.Lock()
@@ -332,7 +333,7 @@ func (c *Conn) roundTrip(ctx context.Context, t msgType, body any, collect bool)
 		if r.err != nil {
 			return r, r.err
 		}
-		if r.f.Type == msgError {
+		if r.f.Type == wire.MsgError {
 			return r, remoteErr(r.f.Body)
 		}
 		return r, nil
@@ -349,7 +350,7 @@ func (c *Conn) forget(id uint64) {
 }
 
 // call sends a request and decodes a reply of type want into out (if set).
-func (c *Conn) call(ctx context.Context, t msgType, body any, want msgType, out any) error {
+func (c *Conn) call(ctx context.Context, t wire.MsgType, body any, want wire.MsgType, out any) error {
 	r, err := c.roundTrip(ctx, t, body, false)
 	if err != nil {
 		return err
@@ -358,43 +359,45 @@ func (c *Conn) call(ctx context.Context, t msgType, body any, want msgType, out 
 		return fmt.Errorf("%w: reply type %d, want %d", ErrProtocol, r.f.Type, want)
 	}
 	if out != nil {
-		return decodeBody(r.f.Body, out)
+		return wire.DecodeBody(r.f.Body, out)
 	}
 	return nil
 }
 
 // Ping round-trips a keep-alive.
-func (c *Conn) Ping(ctx context.Context) error { return c.call(ctx, msgPing, nil, msgPong, nil) }
+func (c *Conn) Ping(ctx context.Context) error {
+	return c.call(ctx, wire.MsgPing, nil, wire.MsgPong, nil)
+}
 
 // Put writes a plain key/value (not under svc/). It returns once the center
 // has made the write durable.
 func (c *Conn) Put(ctx context.Context, key string, value []byte) (Version, error) {
-	return c.put(ctx, key, value, newWID())
+	return c.put(ctx, key, value, wire.NewWID())
 }
 
 // put is Put with the write's id: every attempt of one write carries the
 // same (see retry.go).
 func (c *Conn) put(ctx context.Context, key string, value []byte, wid string) (Version, error) {
-	if err := validateKV(key, value); err != nil {
+	if err := wire.ValidateKV(key, value); err != nil {
 		return Version{}, err
 	}
-	var ok okMsg
-	err := c.call(ctx, msgPut, &putMsg{Key: key, Value: value, After: c.seen.Load(), WID: wid}, msgOK, &ok)
+	var ok wire.OKMsg
+	err := c.call(ctx, wire.MsgPut, &wire.PutMsg{Key: key, Value: value, After: c.seen.Load(), WID: wid}, wire.MsgOK, &ok)
 	return c.saw(ok.Version), err
 }
 
 // Delete deletes a key (a plain key or an instance key); ErrNotFound if the
 // center does not hold it.
 func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
-	return c.delete(ctx, key, newWID())
+	return c.delete(ctx, key, wire.NewWID())
 }
 
 func (c *Conn) delete(ctx context.Context, key, wid string) (Version, error) {
 	if err := ValidateKey(key); err != nil {
 		return Version{}, err
 	}
-	var ok okMsg
-	err := c.call(ctx, msgDelete, &keyMsg{Key: key, After: c.seen.Load(), WID: wid}, msgOK, &ok)
+	var ok wire.OKMsg
+	err := c.call(ctx, wire.MsgDelete, &wire.KeyMsg{Key: key, After: c.seen.Load(), WID: wid}, wire.MsgOK, &ok)
 	v := c.saw(ok.Version)
 	if err == nil && ok.NotFound {
 		err = fmt.Errorf("%w: %s", ErrNotFound, key)
@@ -412,16 +415,16 @@ type RegisterOptions struct {
 // Register writes an instance; the caller must then heartbeat it (Client
 // does this for you).
 func (c *Conn) Register(ctx context.Context, in Instance, opts RegisterOptions) (Version, error) {
-	return c.register(ctx, in, opts, newWID())
+	return c.register(ctx, in, opts, wire.NewWID())
 }
 
 func (c *Conn) register(ctx context.Context, in Instance, opts RegisterOptions, wid string) (Version, error) {
-	in, err := in.normalize()
+	in, err := in.Normalize()
 	if err != nil {
 		return Version{}, err
 	}
-	var ok okMsg
-	err = c.call(ctx, msgRegister, &registerMsg{Instance: in, TieToConn: opts.TieToConn, After: c.seen.Load(), WID: wid}, msgOK, &ok)
+	var ok wire.OKMsg
+	err = c.call(ctx, wire.MsgRegister, &wire.RegisterMsg{Instance: in, TieToConn: opts.TieToConn, After: c.seen.Load(), WID: wid}, wire.MsgOK, &ok)
 	return c.saw(ok.Version), err
 }
 
@@ -438,15 +441,15 @@ func (c *Conn) saw(v Version) Version {
 // Heartbeat renews the given instance keys; missing lists those the center
 // does not know (expired or never registered there): re-register them.
 func (c *Conn) Heartbeat(ctx context.Context, keys ...string) (missing []string, err error) {
-	var ack heartbeatAckMsg
-	err = c.call(ctx, msgHeartbeat, &heartbeatMsg{Keys: keys}, msgHeartbeatAck, &ack)
+	var ack wire.HeartbeatAckMsg
+	err = c.call(ctx, wire.MsgHeartbeat, &wire.HeartbeatMsg{Keys: keys}, wire.MsgHeartbeatAck, &ack)
 	return ack.Missing, err
 }
 
 // Get reads one live record from the center (ErrNotFound if absent).
 func (c *Conn) Get(ctx context.Context, key string) (Record, error) {
-	var m recordsMsg
-	if err := c.call(ctx, msgGet, &keyMsg{Key: key}, msgRecords, &m); err != nil {
+	var m wire.RecordsMsg
+	if err := c.call(ctx, wire.MsgGet, &wire.KeyMsg{Key: key}, wire.MsgRecords, &m); err != nil {
 		return Record{}, err
 	}
 	if len(m.Records) != 1 {
@@ -457,7 +460,7 @@ func (c *Conn) Get(ctx context.Context, key string) (Record, error) {
 
 // List reads every live record under prefix, sorted by key.
 func (c *Conn) List(ctx context.Context, prefix string) ([]Record, error) {
-	r, err := c.roundTrip(ctx, msgList, &listMsg{Prefix: prefix}, true)
+	r, err := c.roundTrip(ctx, wire.MsgList, &wire.ListMsg{Prefix: prefix}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -467,8 +470,8 @@ func (c *Conn) List(ctx context.Context, prefix string) ([]Record, error) {
 // ---- peer operations (used by the replicator) ----
 
 func (c *Conn) digests(ctx context.Context) ([]uint64, error) {
-	var m digestsMsg
-	err := c.call(ctx, msgDigests, nil, msgDigestsReply, &m)
+	var m wire.DigestsMsg
+	err := c.call(ctx, wire.MsgDigests, nil, wire.MsgDigestsReply, &m)
 	return m.Digests, err
 }
 
@@ -476,8 +479,8 @@ func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
 	var out []Record
 	after := ""
 	for {
-		var m recordsMsg
-		if err := c.call(ctx, msgBucket, &bucketMsg{Bucket: b, After: after}, msgRecords, &m); err != nil {
+		var m wire.RecordsMsg
+		if err := c.call(ctx, wire.MsgBucket, &wire.BucketMsg{Bucket: b, After: after}, wire.MsgRecords, &m); err != nil {
 			return nil, err
 		}
 		out = append(out, m.Records...)
@@ -489,11 +492,11 @@ func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
 }
 
 func (c *Conn) replicate(ctx context.Context, recs []*Record) error {
-	return c.call(ctx, msgReplicate, &recordsOut{Records: recs}, msgOK, nil)
+	return c.call(ctx, wire.MsgReplicate, &wire.RecordsOut{Records: recs}, wire.MsgOK, nil)
 }
 
 func (c *Conn) touch(keys []string) error {
-	return c.sendFrame(msgTouch, 0, &touchMsg{Keys: keys})
+	return c.sendFrame(wire.MsgTouch, 0, &wire.TouchMsg{Keys: keys})
 }
 
 // errIsConn reports whether err means the connection (not the request)
@@ -502,7 +505,7 @@ func (c *Conn) touch(keys []string) error {
 func errIsConn(err error) bool {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return re.Code == codeUnavailable
+		return re.Code == wire.CodeUnavailable
 	}
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrProtocol)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"net"
 	"os"
 	"strconv"
@@ -102,7 +103,7 @@ func TestFloodsStayBounded(t *testing.T) {
 			conns = append(conns, nc)
 			go func() {
 				if hello {
-					b, _ := encodeFrame(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RoleAdmin})
+					b, _ := wire.EncodeFrame(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: RoleAdmin})
 					nc.Write(b)
 				}
 				for {
@@ -137,10 +138,10 @@ func TestFloodsStayBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	b, _ := encodeFrame(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RoleAgent})
+	b, _ := wire.EncodeFrame(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: RoleAgent})
 	nc.Write(b)
 	for i := range 1000 {
-		b, _ := encodeFrame(msgSubscribe, uint64(2+i), &subscribeMsg{SubID: uint64(1 + i), Prefixes: []string{""}})
+		b, _ := wire.EncodeFrame(wire.MsgSubscribe, uint64(2+i), &wire.SubscribeMsg{SubID: uint64(1 + i), Prefixes: []string{""}})
 		if _, err := nc.Write(b); err != nil {
 			break // the center may cut it off: that is fine too
 		}
@@ -169,9 +170,9 @@ func (w *slowWriter) put(ctx context.Context) time.Duration {
 	r.hello(RoleAdmin, "")
 	w.n++
 	start := time.Now()
-	r.send(msgPut, 2, &putMsg{Key: fmt.Sprint("cfg/ordinary/", w.n), Value: []byte("x")})
+	r.send(wire.MsgPut, 2, &wire.PutMsg{Key: fmt.Sprint("cfg/ordinary/", w.n), Value: []byte("x")})
 	f, err := r.recv()
-	if err != nil || f.Type != msgOK {
+	if err != nil || f.Type != wire.MsgOK {
 		w.t.Fatalf("ordinary put: %+v %v", f, err)
 	}
 	return time.Since(start)

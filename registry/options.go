@@ -2,6 +2,7 @@ package registry
 
 import (
 	"crypto/tls"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"io"
 	"log/slog"
 	"time"
@@ -144,8 +145,8 @@ func (o CenterOptions) withDefaults() CenterOptions {
 	if o.MaxFrame == 0 {
 		o.MaxFrame = DefaultMaxFrame
 	}
-	if o.MaxFrame < minMaxFrame {
-		o.MaxFrame = minMaxFrame
+	if o.MaxFrame < wire.MinMaxFrame {
+		o.MaxFrame = wire.MinMaxFrame
 	}
 	def(&o.KeepAlive, 10*time.Second)
 	def(&o.DisconnectGrace, 2*time.Second)

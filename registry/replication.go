@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"time"
 )
 
@@ -79,7 +80,7 @@ func (c *Center) replicateOnce(ctx context.Context) error {
 			if len(recs) == 0 {
 				continue
 			}
-			for _, ch := range chunkRecords(recs, conn.maxFrame/2) {
+			for _, ch := range wire.ChunkRecords(recs, conn.maxFrame/2) {
 				if err := conn.replicate(ctx, ch); err != nil {
 					return err
 				}

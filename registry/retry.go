@@ -1,10 +1,6 @@
 package registry
 
-import (
-	"crypto/rand"
-	"encoding/hex"
-	"time"
-)
+import "time"
 
 // A write id (wid) names one write of a client, the same on every attempt:
 // the SDK sends a write to one center and, when the answer is lost, sends
@@ -29,7 +25,6 @@ import (
 const (
 	retryWindow = 10 * time.Minute
 	retryCap    = 1 << 17
-	maxWIDLen   = 64
 )
 
 type retryEntry struct {
@@ -73,11 +68,4 @@ func (t *retryTable) expire(now time.Time) {
 	if n > 0 {
 		t.queue = append(t.queue[:0], t.queue[n:]...)
 	}
-}
-
-// newWID returns a fresh write id.
-func newWID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

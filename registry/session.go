@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"io"
 	"net"
 	"strings"
@@ -35,8 +36,8 @@ type session struct {
 	name     string
 	maxFrame int // largest frame it may send: a hello's until the handshake, then a client's or the peer's
 
-	out  *outbox
-	done chan struct{} // closed when the connection is closed
+	out  *wire.Outbox
+	done <-chan struct{} // closed when the connection is closed
 
 	subMu sync.Mutex
 	subs  map[uint64]*subscriber
@@ -68,8 +69,8 @@ func newSession(c *Center, nc net.Conn) *session {
 		maxFrame: maxHelloFrame,
 		subs:     make(map[uint64]*subscriber),
 	}
-	s.out = newOutbox(c.opts.MaxConnQueue, connBufSize, c.outbound)
-	s.done = s.out.done
+	s.out = wire.NewOutbox(c.opts.MaxConnQueue, connBufSize, c.outbound)
+	s.done = s.out.Done()
 	return s
 }
 
@@ -95,7 +96,7 @@ func (s *session) serve() {
 	m := s.c.metrics
 	m.connections.Inc()
 	m.connectionsSeen.Inc()
-	s.c.goFunc(func() { s.out.run(s.nc) })
+	s.c.goFunc(func() { s.out.Run(s.nc) })
 	defer func() {
 		s.close(nil)
 		s.subMu.Lock()
@@ -137,7 +138,7 @@ func (s *session) serve() {
 			}
 			return
 		}
-		f, err := decodeFrame(p)
+		f, err := wire.DecodeFrame(p)
 		if err != nil {
 			release()
 			s.fail(0, err)
@@ -159,20 +160,20 @@ func (s *session) serve() {
 	}
 }
 
-// readFrame reads the next frame, no larger than this connection may send.
-// A frame of largeFrame bytes or more first takes its size from the
+// ReadFrame reads the next frame, no larger than this connection may send.
+// A frame of LargeFrame bytes or more first takes its size from the
 // center's inbound budget (release gives it back), so that many
 // connections declaring large frames cannot make the center allocate more
 // than the budget; a connection that cannot get room within
 // handshakeTimeout is closed with ErrOverloaded.
 func (s *session) readFrame(br *bufio.Reader) (p []byte, release func(), err error) {
 	release = func() {}
-	n, err := readFrameLen(br, s.maxFrame)
+	n, err := wire.ReadFrameLen(br, s.maxFrame)
 	if err != nil {
 		return nil, release, err
 	}
-	if n < largeFrame {
-		p, err = readFrameBody(br, n)
+	if n < wire.LargeFrame {
+		p, err = wire.ReadFrameBody(br, n)
 		return p, release, err
 	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, handshakeTimeout)
@@ -209,28 +210,28 @@ func (s *session) fail(id uint64, err error) {
 
 func (s *session) handshake(br *bufio.Reader) error {
 	s.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	p, err := readFrame(br, maxHelloFrame)
+	p, err := wire.ReadFrame(br, maxHelloFrame)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrProtocol) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errProbe, err)
 	}
-	f, err := decodeFrame(p)
+	f, err := wire.DecodeFrame(p)
 	if err != nil {
 		return err
 	}
-	if f.Type != msgHello {
+	if f.Type != wire.MsgHello {
 		return fmt.Errorf("%w: first frame must be hello", ErrProtocol)
 	}
-	var h helloMsg
-	if err := decodeBody(f.Body, &h); err != nil {
+	var h wire.HelloMsg
+	if err := wire.DecodeBody(f.Body, &h); err != nil {
 		return err
 	}
 	if h.Version != ProtocolVersion {
 		return fmt.Errorf("%w: unsupported protocol version %d (this center speaks %d)", ErrProtocol, h.Version, ProtocolVersion)
 	}
-	if !h.Role.valid() {
+	if !h.Role.Valid() {
 		return fmt.Errorf("%w: unknown role %q", ErrInvalid, h.Role)
 	}
 	s.role, s.name = h.Role, h.Name
@@ -242,7 +243,7 @@ func (s *session) handshake(br *bufio.Reader) error {
 		s.maxFrame = s.c.opts.MaxFrame
 	}
 	s.c.log.Debug("connection", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", h.Role, "name", h.Name, "authenticated", s.authed)
-	return s.send(msgWelcome, f.ID, &welcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
+	return s.send(wire.MsgWelcome, f.ID, &wire.WelcomeMsg{Version: ProtocolVersion, CenterID: s.c.id, MaxFrame: s.c.opts.MaxFrame, Rev: s.c.Rev()})
 }
 
 // authenticate decides what the connection may do. The token (when the
@@ -252,7 +253,7 @@ func (s *session) handshake(br *bufio.Reader) error {
 // exist to write and peer to replicate: without the right they are
 // refused here, with a message that says what is missing. An agent may
 // always connect and read.
-func (s *session) authenticate(h helloMsg) error {
+func (s *session) authenticate(h wire.HelloMsg) error {
 	o := s.c.opts
 	if o.Token != "" && h.Token != "" {
 		if subtle.ConstantTimeCompare([]byte(h.Token), []byte(o.Token)) != 1 {
@@ -309,37 +310,37 @@ func (s *session) needPeer() error {
 
 // decode decodes a body; a body that does not decode is a protocol error.
 func decode(body []byte, v any) error {
-	if err := decodeBody(body, v); err != nil {
+	if err := wire.DecodeBody(body, v); err != nil {
 		return fatal(err)
 	}
 	return nil
 }
 
-func (s *session) handle(f frame) error {
+func (s *session) handle(f wire.Frame) error {
 	c := s.c
 	switch f.Type {
-	case msgPing:
-		return s.send(msgPong, f.ID, nil)
-	case msgPong:
+	case wire.MsgPing:
+		return s.send(wire.MsgPong, f.ID, nil)
+	case wire.MsgPong:
 		return nil
-	case msgPut:
+	case wire.MsgPut:
 		if err := s.needAuth(); err != nil {
 			return err
 		}
-		var m putMsg
+		var m wire.PutMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
-		if err := validateKV(m.Key, m.Value); err != nil {
+		if err := wire.ValidateKV(m.Key, m.Value); err != nil {
 			return err
 		}
 		c.observeClient(m.After)
 		s.submitWrite(f.ID, op{kind: opPut, key: m.Key, value: m.Value, wid: m.WID})
-	case msgDelete:
+	case wire.MsgDelete:
 		if err := s.needAuth(); err != nil {
 			return err
 		}
-		var m keyMsg
+		var m wire.KeyMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
@@ -351,15 +352,15 @@ func (s *session) handle(f frame) error {
 			o.after = m.After
 		}
 		s.submitWrite(f.ID, o)
-	case msgRegister:
+	case wire.MsgRegister:
 		if err := s.needAuth(); err != nil {
 			return err
 		}
-		var m registerMsg
+		var m wire.RegisterMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
-		in, err := m.Instance.normalize()
+		in, err := m.Instance.Normalize()
 		if err != nil {
 			return err
 		}
@@ -374,19 +375,19 @@ func (s *session) handle(f frame) error {
 		c.metrics.registrations.Inc()
 		c.observeClient(m.After)
 		s.submitWrite(f.ID, o)
-	case msgHeartbeat:
+	case wire.MsgHeartbeat:
 		if err := s.needAuth(); err != nil {
 			return err
 		}
-		var m heartbeatMsg
+		var m wire.HeartbeatMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
 		missing := c.live.touch(m.Keys, false)
 		c.metrics.heartbeats.Add(float64(len(m.Keys)))
-		return s.send(msgHeartbeatAck, f.ID, &heartbeatAckMsg{Missing: missing})
-	case msgGet:
-		var m keyMsg
+		return s.send(wire.MsgHeartbeatAck, f.ID, &wire.HeartbeatAckMsg{Missing: missing})
+	case wire.MsgGet:
+		var m wire.KeyMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
@@ -394,21 +395,21 @@ func (s *session) handle(f frame) error {
 		if err != nil {
 			return err
 		}
-		return s.send(msgRecords, f.ID, &recordsMsg{Records: []Record{r}})
-	case msgList:
-		var m listMsg
+		return s.send(wire.MsgRecords, f.ID, &wire.RecordsMsg{Records: []Record{r}})
+	case wire.MsgList:
+		var m wire.ListMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
 		return s.sendRecords(f.ID, c.list(m.Prefix))
-	case msgSubscribe, msgAddPrefixes:
-		var m subscribeMsg
+	case wire.MsgSubscribe, wire.MsgAddPrefixes:
+		var m wire.SubscribeMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
 		return s.subscribe(f, m)
-	case msgUnsubscribe:
-		var m subIDMsg
+	case wire.MsgUnsubscribe:
+		var m wire.SubIDMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
@@ -420,12 +421,12 @@ func (s *session) handle(f frame) error {
 			return fmt.Errorf("%w: no subscription %d", ErrNotFound, m.SubID)
 		}
 		c.unsubscribe(sub)
-		return s.send(msgOK, f.ID, &okMsg{})
-	case msgReplicate:
+		return s.send(wire.MsgOK, f.ID, &wire.OKMsg{})
+	case wire.MsgReplicate:
 		if err := s.needPeer(); err != nil {
 			return err
 		}
-		var m recordsMsg
+		var m wire.RecordsMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
@@ -445,27 +446,27 @@ func (s *session) handle(f frame) error {
 				s.replyErr(id, err)
 				return
 			}
-			s.send(msgOK, id, &okMsg{Rev: c.rev})
+			s.send(wire.MsgOK, id, &wire.OKMsg{Rev: c.rev})
 		}})
-	case msgTouch:
+	case wire.MsgTouch:
 		if err := s.needPeer(); err != nil {
 			return err
 		}
-		var m touchMsg
+		var m wire.TouchMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
 		c.live.touch(m.Keys, true)
-	case msgDigests:
+	case wire.MsgDigests:
 		if err := s.needPeer(); err != nil {
 			return err
 		}
-		return s.send(msgDigestsReply, f.ID, &digestsMsg{Digests: c.digestSnapshot()})
-	case msgBucket:
+		return s.send(wire.MsgDigestsReply, f.ID, &wire.DigestsMsg{Digests: c.digestSnapshot()})
+	case wire.MsgBucket:
 		if err := s.needPeer(); err != nil {
 			return err
 		}
-		var m bucketMsg
+		var m wire.BucketMsg
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
@@ -473,7 +474,7 @@ func (s *session) handle(f frame) error {
 			return fmt.Errorf("%w: bucket %d out of range", ErrInvalid, m.Bucket)
 		}
 		recs, more := c.bucketRecords(m.Bucket, m.After, s.c.opts.MaxFrame/2)
-		return s.sendPaced(msgRecords, f.ID, &recordsOut{Records: recs, More: more})
+		return s.sendPaced(wire.MsgRecords, f.ID, &wire.RecordsOut{Records: recs, More: more})
 	default:
 		return fatal(fmt.Errorf("%w: unexpected frame type %d from a client", ErrProtocol, f.Type))
 	}
@@ -482,8 +483,8 @@ func (s *session) handle(f frame) error {
 
 // submitWrite sends one op to the committer and replies when it is durable.
 func (s *session) submitWrite(id uint64, o op) {
-	if len(o.wid) > maxWIDLen {
-		s.replyErr(id, fmt.Errorf("%w: write id longer than %d bytes", ErrInvalid, maxWIDLen))
+	if len(o.wid) > wire.MaxWIDLen {
+		s.replyErr(id, fmt.Errorf("%w: write id longer than %d bytes", ErrInvalid, wire.MaxWIDLen))
 		return
 	}
 	s.c.submit(&writeReq{ops: []op{o}, done: func(res []opResult, err error) {
@@ -494,11 +495,11 @@ func (s *session) submitWrite(id uint64, o op) {
 			s.replyErr(id, err)
 			return
 		}
-		s.send(msgOK, id, &okMsg{Version: res[0].Version, Rev: res[0].Rev, NotFound: res[0].Absent})
+		s.send(wire.MsgOK, id, &wire.OKMsg{Version: res[0].Version, Rev: res[0].Rev, NotFound: res[0].Absent})
 	}})
 }
 
-func (s *session) subscribe(f frame, m subscribeMsg) error {
+func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 	if len(m.Prefixes) == 0 || len(m.Prefixes) > maxPrefixes {
 		return fmt.Errorf("%w: need 1..%d prefixes", ErrInvalid, maxPrefixes)
 	}
@@ -510,12 +511,12 @@ func (s *session) subscribe(f frame, m subscribeMsg) error {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	sub := s.subs[m.SubID]
-	if f.Type == msgAddPrefixes {
+	if f.Type == wire.MsgAddPrefixes {
 		if sub == nil {
 			return fmt.Errorf("%w: no subscription %d", ErrNotFound, m.SubID)
 		}
 		s.c.addPrefixes(sub, m.Prefixes)
-		return s.send(msgOK, f.ID, &okMsg{})
+		return s.send(wire.MsgOK, f.ID, &wire.OKMsg{})
 	}
 	if sub != nil {
 		return fmt.Errorf("%w: subscription %d exists", ErrInvalid, m.SubID)
@@ -526,7 +527,7 @@ func (s *session) subscribe(f frame, m subscribeMsg) error {
 	if s.c.health.unhealthy.Load() {
 		return errNotPersisting
 	}
-	if err := s.send(msgOK, f.ID, &okMsg{Rev: s.c.Rev()}); err != nil {
+	if err := s.send(wire.MsgOK, f.ID, &wire.OKMsg{Rev: s.c.Rev()}); err != nil {
 		return err
 	}
 	sub = s.c.subscribe(m.Prefixes, m.FromRev, false)
@@ -573,50 +574,33 @@ func (s *session) pushLoop(subID uint64, sub *subscriber) {
 }
 
 func (s *session) sendPush(subID uint64, b *pushBatch) error {
-	chunks := chunkRecords(b.recs, s.c.opts.MaxFrame/2)
+	chunks := wire.ChunkRecords(b.recs, s.c.opts.MaxFrame/2)
 	for i, ch := range chunks {
-		m := &pushOut{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.id}
+		m := &wire.PushOut{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.id}
 		if i == 0 {
 			m.Prefixes = b.prefixes
 		}
-		if !s.out.waitRoom(s.c.opts.MaxConnQueue / 4) {
+		if !s.out.WaitRoom(s.c.opts.MaxConnQueue / 4) {
 			return ErrClosed
 		}
 		// Counted before the send, so that a subscriber that has the frame
 		// can rely on the count including it.
 		s.c.metrics.pushes.Inc()
 		s.c.metrics.pushedRecords.Add(float64(len(ch)))
-		if err := s.sendPaced(msgPush, 0, m); err != nil {
+		if err := s.sendPaced(wire.MsgPush, 0, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// chunkRecords splits records into runs of about limit encoded bytes,
-// sharing the backing array (nothing is copied); it always returns at
-// least one (possibly empty) chunk.
-func chunkRecords(recs []*Record, limit int) [][]*Record {
-	var out [][]*Record
-	start, size := 0, 0
-	for i, r := range recs {
-		sz := len(r.Key) + len(r.Value) + len(r.Version.Origin) + 64
-		if size+sz > limit && i > start {
-			out = append(out, recs[start:i:i])
-			start, size = i, 0
-		}
-		size += sz
-	}
-	return append(out, recs[start:len(recs):len(recs)])
-}
-
 // sendRecords replies with records, over several frames (More set on all
 // but the last) if they exceed half a frame, each queued at the pace of
 // the connection.
 func (s *session) sendRecords(id uint64, recs []*Record) error {
-	chunks := chunkRecords(recs, s.c.opts.MaxFrame/2)
+	chunks := wire.ChunkRecords(recs, s.c.opts.MaxFrame/2)
 	for i, ch := range chunks {
-		if err := s.sendPaced(msgRecords, id, &recordsOut{Records: ch, More: i < len(chunks)-1}); err != nil {
+		if err := s.sendPaced(wire.MsgRecords, id, &wire.RecordsOut{Records: ch, More: i < len(chunks)-1}); err != nil {
 			return err
 		}
 	}
@@ -624,13 +608,13 @@ func (s *session) sendRecords(id uint64, recs []*Record) error {
 }
 
 func (s *session) replyErr(id uint64, err error) {
-	s.send(msgError, id, &errorMsg{Code: errorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
+	s.send(wire.MsgError, id, &wire.ErrorMsg{Code: wire.ErrorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
 }
 
 // send encodes and queues a frame. It never blocks; a client that lets more
 // than MaxConnQueue bytes pile up is dropped.
-func (s *session) send(t msgType, id uint64, body any) error {
-	b, err := encodeFrame(t, id, body)
+func (s *session) send(t wire.MsgType, id uint64, body any) error {
+	b, err := wire.EncodeFrame(t, id, body)
 	if err != nil {
 		return fmt.Errorf("registry: encode: %w", err)
 	}
@@ -639,16 +623,16 @@ func (s *session) send(t msgType, id uint64, body any) error {
 
 // sendPaced encodes a frame and queues it at the pace of the connection
 // (see outbox.send): for producers of many or large frames.
-func (s *session) sendPaced(t msgType, id uint64, body any) error {
-	b, err := encodeFrame(t, id, body)
+func (s *session) sendPaced(t wire.MsgType, id uint64, body any) error {
+	b, err := wire.EncodeFrame(t, id, body)
 	if err != nil {
 		return fmt.Errorf("registry: encode: %w", err)
 	}
-	return s.out.send(b)
+	return s.out.Send(b)
 }
 
 func (s *session) enqueue(b []byte) error {
-	err := s.out.enqueue(b)
+	err := s.out.Enqueue(b)
 	if err == ErrOverloaded {
 		s.fail(0, fmt.Errorf("%w: client does not read its replies", ErrOverloaded))
 	}
@@ -664,7 +648,7 @@ func (s *session) close(err error, ids ...uint64) {
 		if len(ids) > 0 {
 			id = ids[0]
 		}
-		last, _ = encodeFrame(msgError, id, &errorMsg{Code: errorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
+		last, _ = wire.EncodeFrame(wire.MsgError, id, &wire.ErrorMsg{Code: wire.ErrorCode(err), Message: strings.TrimPrefix(err.Error(), "registry: ")})
 	}
-	s.out.close(last)
+	s.out.Close(last)
 }

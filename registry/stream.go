@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"sync"
 )
 
@@ -50,7 +51,7 @@ func (c *Conn) Subscribe(ctx context.Context, prefixes []string, fromRev uint64)
 	}
 	c.subs[s.id] = s
 	c.mu.Unlock()
-	if err := c.call(ctx, msgSubscribe, &subscribeMsg{SubID: s.id, Prefixes: prefixes, FromRev: fromRev}, msgOK, nil); err != nil {
+	if err := c.call(ctx, wire.MsgSubscribe, &wire.SubscribeMsg{SubID: s.id, Prefixes: prefixes, FromRev: fromRev}, wire.MsgOK, nil); err != nil {
 		c.mu.Lock()
 		delete(c.subs, s.id)
 		c.mu.Unlock()
@@ -87,7 +88,7 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 // AddPrefixes extends the subscription; a snapshot batch of the new
 // prefixes follows.
 func (s *Subscription) AddPrefixes(ctx context.Context, prefixes []string) error {
-	return s.conn.call(ctx, msgAddPrefixes, &subscribeMsg{SubID: s.id, Prefixes: prefixes}, msgOK, nil)
+	return s.conn.call(ctx, wire.MsgAddPrefixes, &wire.SubscribeMsg{SubID: s.id, Prefixes: prefixes}, wire.MsgOK, nil)
 }
 
 // Close ends the subscription (the connection stays open).
@@ -96,11 +97,11 @@ func (s *Subscription) Close(ctx context.Context) error {
 	delete(s.conn.subs, s.id)
 	s.conn.mu.Unlock()
 	s.fail(ErrClosed)
-	return s.conn.call(ctx, msgUnsubscribe, &subIDMsg{SubID: s.id}, msgOK, nil)
+	return s.conn.call(ctx, wire.MsgUnsubscribe, &wire.SubIDMsg{SubID: s.id}, wire.MsgOK, nil)
 }
 
 // deliver adds a push frame; frames with More are joined into one batch.
-func (s *Subscription) deliver(m pushMsg) {
+func (s *Subscription) deliver(m wire.PushMsg) {
 	s.mu.Lock()
 	if s.partial == nil {
 		s.partial = &Batch{Snapshot: m.Snapshot, Prefixes: m.Prefixes, CenterID: m.CenterID}

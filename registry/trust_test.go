@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"log/slog"
 	"math"
 	"net"
@@ -78,7 +79,7 @@ func TestWritersAndPeersNeedAuthentication(t *testing.T) {
 // The record is refused and counted; the center's next write is stamped
 // now, and it is what the key holds.
 func TestFarFutureVersionsAreRefused(t *testing.T) {
-	y2100 := uint64(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()) << hlcLogicalBits
+	y2100 := uint64(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()) << wire.HLCLogicalBits
 	for _, tc := range []struct {
 		name string
 		hlc  uint64
@@ -157,37 +158,37 @@ func TestFramesAreCapped(t *testing.T) {
 	c := testCenter(t, CenterOptions{Token: "t"})
 	r := rawDial(t, c.Addr().String())
 	r.sendRaw([]byte{0, 0x40, 0, 0}) // declares 4 MiB before any hello
-	r.expectErrorThenClose(codeTooLarge)
+	r.expectErrorThenClose(wire.CodeTooLarge)
 
 	r = rawDial(t, c.Addr().String())
 	r.hello(RoleAgent, "")
 	r.sendRaw([]byte{0, 0x20, 0, 0}) // 2 MiB from an unauthenticated agent
-	r.expectErrorThenClose(codeTooLarge)
+	r.expectErrorThenClose(wire.CodeTooLarge)
 
 	r = rawDial(t, c.Addr().String())
 	r.hello(RoleAdmin, "t")
 	r.sendRaw([]byte{0, 0x20, 0, 0}) // 2 MiB from an authenticated writer
-	r.expectErrorThenClose(codeTooLarge)
+	r.expectErrorThenClose(wire.CodeTooLarge)
 
 	r = rawDial(t, c.Addr().String())
 	r.hello(RoleAdmin, "t")
-	r.send(msgPut, 2, &putMsg{Key: "cfg/big", Value: bytes.Repeat([]byte("v"), MaxValueLen)})
-	if f, err := r.recv(); err != nil || f.Type != msgOK {
+	r.send(wire.MsgPut, 2, &wire.PutMsg{Key: "cfg/big", Value: bytes.Repeat([]byte("v"), MaxValueLen)})
+	if f, err := r.recv(); err != nil || f.Type != wire.MsgOK {
 		t.Fatalf("an authenticated writer's largest put: %+v %v", f, err)
 	}
 
 	r = rawDial(t, c.Addr().String())
-	r.send(msgHello, 1, &helloMsg{Version: ProtocolVersion, Role: RolePeer, Token: "t", CenterID: "c-other"})
-	if f, err := r.recv(); err != nil || f.Type != msgWelcome {
+	r.send(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: RolePeer, Token: "t", CenterID: "c-other"})
+	if f, err := r.recv(); err != nil || f.Type != wire.MsgWelcome {
 		t.Fatalf("peer hello: %+v %v", f, err)
 	}
 	recs := make([]*Record, 40)
 	for i := range recs {
 		recs[i] = &Record{Key: fmt.Sprintf("cfg/peer/%02d", i), Value: bytes.Repeat([]byte("p"), MaxValueLen),
-			Version: Version{HLC: uint64(time.Now().UnixMilli()) << hlcLogicalBits, Origin: "c-other"}}
+			Version: Version{HLC: uint64(time.Now().UnixMilli()) << wire.HLCLogicalBits, Origin: "c-other"}}
 	}
-	r.send(msgReplicate, 2, &recordsOut{Records: recs}) // 2.6 MB: only a peer may
-	if f, err := r.recv(); err != nil || f.Type != msgOK {
+	r.send(wire.MsgReplicate, 2, &wire.RecordsOut{Records: recs}) // 2.6 MB: only a peer may
+	if f, err := r.recv(); err != nil || f.Type != wire.MsgOK {
 		t.Fatalf("the peer's large batch: %+v %v", f, err)
 	}
 }
@@ -345,7 +346,7 @@ func TestRetriedWriteKeepsTheClientsOrder(t *testing.T) {
 	ctx := tctx(t)
 	toA := dialT(t, a.Addr().String(), DialOptions{Role: RoleAdmin}) // its answer is the one "lost"
 	toB := dialT(t, b.Addr().String(), DialOptions{Role: RoleAdmin})
-	wid := newWID()
+	wid := wire.NewWID()
 	first, err := toA.put(ctx, "cfg/k", []byte("v1"), wid)
 	if err != nil {
 		t.Fatal(err)

@@ -1,38 +1,11 @@
 package registry
 
 import (
+	"github.com/shmreg/shmreg/registry/internal/wire"
 	"math"
 	"sync"
 	"time"
 )
-
-// Version orders updates to a key across both centers: a hybrid logical clock
-// reading, ties broken by the id of the center that made the update. Two
-// distinct updates never have equal versions, so last-writer-wins picks the
-// same winner everywhere.
-type Version struct {
-	// HLC packs wall-clock milliseconds since the Unix epoch (high 48 bits)
-	// and a logical counter (low 16 bits).
-	HLC uint64 `msgpack:"hlc"`
-	// Origin is the id of the center that accepted the update.
-	Origin string `msgpack:"origin"`
-}
-
-// Less reports whether v orders before w.
-func (v Version) Less(w Version) bool {
-	if v.HLC != w.HLC {
-		return v.HLC < w.HLC
-	}
-	return v.Origin < w.Origin
-}
-
-// IsZero reports whether v is the zero version (no update).
-func (v Version) IsZero() bool { return v.HLC == 0 && v.Origin == "" }
-
-// Time is the wall-clock part of the version.
-func (v Version) Time() time.Time { return time.UnixMilli(int64(v.HLC >> 16)) }
-
-const hlcLogicalBits = 16
 
 // hlc is a hybrid logical clock: monotonic, close to wall time, and never
 // behind any version it has seen.
@@ -54,7 +27,7 @@ func newHLC(now func() time.Time) *hlc {
 // 1970 (unreachable while every observed reading is bounded; see
 // Center.admitVersion).
 func (c *hlc) Now() uint64 {
-	pt := uint64(c.now().UnixMilli()) << hlcLogicalBits
+	pt := uint64(c.now().UnixMilli()) << wire.HLCLogicalBits
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -79,7 +52,7 @@ func (c *hlc) Observe(remote uint64) {
 // limit is the largest reading a remote party may move this clock to: the
 // wall clock plus ahead.
 func (c *hlc) limit(ahead time.Duration) uint64 {
-	return uint64(c.now().Add(ahead).UnixMilli()) << hlcLogicalBits
+	return uint64(c.now().Add(ahead).UnixMilli()) << wire.HLCLogicalBits
 }
 
 // clockSource says who handed the center a version, for metrics and logs.

@@ -1,34 +1,34 @@
-package registry
+package wire
 
-// msgType identifies a frame's body. Values are part of the protocol: never
+// MsgType identifies a frame's body. Values are part of the protocol: never
 // renumber, only append (docs/PROTOCOL.md lists them).
-type msgType uint8
+type MsgType uint8
 
 const (
-	msgHello        msgType = 1  // client -> center: helloMsg (first frame)
-	msgWelcome      msgType = 2  // center -> client: welcomeMsg
-	msgError        msgType = 3  // center -> client: errorMsg (id 0: fatal, connection closes)
-	msgOK           msgType = 4  // reply: okMsg
-	msgPing         msgType = 5  // either way: no body; answered by msgPong with the same id
-	msgPong         msgType = 6  //
-	msgPut          msgType = 7  // putMsg -> okMsg
-	msgDelete       msgType = 8  // keyMsg -> okMsg
-	msgRegister     msgType = 9  // registerMsg -> okMsg
-	msgHeartbeat    msgType = 10 // heartbeatMsg -> heartbeatAckMsg
-	msgHeartbeatAck msgType = 11 //
-	msgGet          msgType = 12 // keyMsg -> recordsMsg (one record)
-	msgList         msgType = 13 // listMsg -> recordsMsg
-	msgRecords      msgType = 14 //
-	msgSubscribe    msgType = 15 // subscribeMsg -> okMsg, then pushMsg frames with id 0
-	msgUnsubscribe  msgType = 16 // subIDMsg -> okMsg
-	msgPush         msgType = 17 // center -> client: pushMsg
-	msgReplicate    msgType = 18 // peer: recordsMsg -> okMsg
-	msgTouch        msgType = 19 // peer: touchMsg, no reply
-	msgDigests      msgType = 20 // peer: no body -> digestsMsg
-	msgDigestsReply msgType = 21 //
-	msgBucket       msgType = 22 // peer: bucketMsg -> recordsMsg (More set if truncated)
-	msgAddPrefixes  msgType = 23 // subscribeMsg (SubID, Prefixes) -> okMsg, then a snapshot push for them
-	msgTypeEnd      msgType = 24
+	MsgHello        MsgType = 1  // client -> center: HelloMsg (first frame)
+	MsgWelcome      MsgType = 2  // center -> client: WelcomeMsg
+	MsgError        MsgType = 3  // center -> client: ErrorMsg (id 0: fatal, connection closes)
+	MsgOK           MsgType = 4  // reply: OKMsg
+	MsgPing         MsgType = 5  // either way: no body; answered by MsgPong with the same id
+	MsgPong         MsgType = 6  //
+	MsgPut          MsgType = 7  // PutMsg -> OKMsg
+	MsgDelete       MsgType = 8  // KeyMsg -> OKMsg
+	MsgRegister     MsgType = 9  // RegisterMsg -> OKMsg
+	MsgHeartbeat    MsgType = 10 // HeartbeatMsg -> HeartbeatAckMsg
+	MsgHeartbeatAck MsgType = 11 //
+	MsgGet          MsgType = 12 // KeyMsg -> RecordsMsg (one record)
+	MsgList         MsgType = 13 // ListMsg -> RecordsMsg
+	MsgRecords      MsgType = 14 //
+	MsgSubscribe    MsgType = 15 // SubscribeMsg -> OKMsg, then PushMsg frames with id 0
+	MsgUnsubscribe  MsgType = 16 // SubIDMsg -> OKMsg
+	MsgPush         MsgType = 17 // center -> client: PushMsg
+	MsgReplicate    MsgType = 18 // peer: RecordsMsg -> OKMsg
+	MsgTouch        MsgType = 19 // peer: TouchMsg, no reply
+	MsgDigests      MsgType = 20 // peer: no body -> DigestsMsg
+	MsgDigestsReply MsgType = 21 //
+	MsgBucket       MsgType = 22 // peer: BucketMsg -> RecordsMsg (More set if truncated)
+	MsgAddPrefixes  MsgType = 23 // SubscribeMsg (SubID, Prefixes) -> OKMsg, then a snapshot push for them
+	MsgTypeEnd      MsgType = 24
 )
 
 // Role is what a connection is for; it is declared in the handshake.
@@ -42,7 +42,7 @@ const (
 	RoleAdmin    Role = "admin"    // an operator tool
 )
 
-func (r Role) valid() bool {
+func (r Role) Valid() bool {
 	switch r {
 	case RoleInstance, RoleAgent, RolePeer, RoleAdmin:
 		return true
@@ -50,7 +50,7 @@ func (r Role) valid() bool {
 	return false
 }
 
-type helloMsg struct {
+type HelloMsg struct {
 	Version  int    `msgpack:"version"`
 	Role     Role   `msgpack:"role"`
 	Token    string `msgpack:"token,omitempty"`
@@ -58,19 +58,19 @@ type helloMsg struct {
 	Name     string `msgpack:"name,omitempty"`      // free-form client name for logs
 }
 
-type welcomeMsg struct {
+type WelcomeMsg struct {
 	Version  int    `msgpack:"version"`
 	CenterID string `msgpack:"center_id"`
 	MaxFrame int    `msgpack:"max_frame"`
 	Rev      uint64 `msgpack:"rev"`
 }
 
-type errorMsg struct {
+type ErrorMsg struct {
 	Code    string `msgpack:"code"`
 	Message string `msgpack:"message"`
 }
 
-type okMsg struct {
+type OKMsg struct {
 	Version Version `msgpack:"version"`
 	Rev     uint64  `msgpack:"rev"`
 	// NotFound, in the answer to a delete: the center held no live record
@@ -83,56 +83,56 @@ type okMsg struct {
 // answered with, by either center: the center moves its clock past it
 // before stamping the write (see Center.observeClient).
 // WID, in a write, names the write on every attempt (see retry.go).
-type putMsg struct {
+type PutMsg struct {
 	Key   string `msgpack:"key"`
 	Value []byte `msgpack:"value"`
 	After uint64 `msgpack:"after,omitempty"`
 	WID   string `msgpack:"wid,omitempty"`
 }
 
-type keyMsg struct {
+type KeyMsg struct {
 	Key   string `msgpack:"key"`
 	After uint64 `msgpack:"after,omitempty"` // in a delete
 	WID   string `msgpack:"wid,omitempty"`   // in a delete
 }
 
-type registerMsg struct {
+type RegisterMsg struct {
 	Instance  Instance `msgpack:"instance"`
 	TieToConn bool     `msgpack:"tie_to_conn,omitempty"`
 	After     uint64   `msgpack:"after,omitempty"`
 	WID       string   `msgpack:"wid,omitempty"`
 }
 
-type heartbeatMsg struct {
+type HeartbeatMsg struct {
 	Keys []string `msgpack:"keys"`
 }
 
-type heartbeatAckMsg struct {
+type HeartbeatAckMsg struct {
 	Missing []string `msgpack:"missing,omitempty"` // keys the center does not hold: re-register them
 }
 
-type listMsg struct {
+type ListMsg struct {
 	Prefix string `msgpack:"prefix"`
 }
 
-type recordsMsg struct {
+type RecordsMsg struct {
 	Records []Record `msgpack:"records"`
 	More    bool     `msgpack:"more,omitempty"`
 }
 
-type subscribeMsg struct {
+type SubscribeMsg struct {
 	SubID    uint64   `msgpack:"sub_id"`
 	Prefixes []string `msgpack:"prefixes"`
 	FromRev  uint64   `msgpack:"from_rev,omitempty"`
 }
 
-type subIDMsg struct {
+type SubIDMsg struct {
 	SubID uint64 `msgpack:"sub_id"`
 }
 
-// pushMsg carries part of a batch. A batch may span several frames (a large
+// PushMsg carries part of a batch. A batch may span several frames (a large
 // snapshot); all but the last have More set.
-type pushMsg struct {
+type PushMsg struct {
 	SubID    uint64   `msgpack:"sub_id"`
 	Snapshot bool     `msgpack:"snapshot,omitempty"`
 	Prefixes []string `msgpack:"prefixes,omitempty"` // for a snapshot: what it replaces
@@ -142,9 +142,9 @@ type pushMsg struct {
 	CenterID string   `msgpack:"center_id"`
 }
 
-// pushOut and recordsOut are the sending side of pushMsg and recordsMsg:
+// PushOut and RecordsOut are the sending side of PushMsg and RecordsMsg:
 // the same encoding, from records the center shares instead of copies.
-type pushOut struct {
+type PushOut struct {
 	SubID    uint64    `msgpack:"sub_id"`
 	Snapshot bool      `msgpack:"snapshot,omitempty"`
 	Prefixes []string  `msgpack:"prefixes,omitempty"`
@@ -154,20 +154,20 @@ type pushOut struct {
 	CenterID string    `msgpack:"center_id"`
 }
 
-type recordsOut struct {
+type RecordsOut struct {
 	Records []*Record `msgpack:"records"`
 	More    bool      `msgpack:"more,omitempty"`
 }
 
-type touchMsg struct {
+type TouchMsg struct {
 	Keys []string `msgpack:"keys"`
 }
 
-type digestsMsg struct {
+type DigestsMsg struct {
 	Digests []uint64 `msgpack:"digests"`
 }
 
-type bucketMsg struct {
+type BucketMsg struct {
 	Bucket int    `msgpack:"bucket"`
 	After  string `msgpack:"after,omitempty"`
 }

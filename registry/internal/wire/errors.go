@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"errors"
@@ -31,34 +31,34 @@ var (
 
 // Error codes carried in error frames; each maps to one sentinel.
 const (
-	codeNotFound     = "not_found"
-	codeTooLarge     = "too_large"
-	codeUnauthorized = "unauthorized"
-	codeInvalid      = "invalid"
-	codeProtocol     = "protocol"
-	codeOverloaded   = "overloaded"
-	codeInternal     = "internal"
-	codeUnavailable  = "unavailable" // retriable on the other center
+	CodeNotFound     = "not_found"
+	CodeTooLarge     = "too_large"
+	CodeUnauthorized = "unauthorized"
+	CodeInvalid      = "invalid"
+	CodeProtocol     = "protocol"
+	CodeOverloaded   = "overloaded"
+	CodeInternal     = "internal"
+	CodeUnavailable  = "unavailable" // retriable on the other center
 )
 
 var codeSentinels = map[string]error{
-	codeNotFound:     ErrNotFound,
-	codeTooLarge:     ErrTooLarge,
-	codeUnauthorized: ErrUnauthorized,
-	codeInvalid:      ErrInvalid,
-	codeProtocol:     ErrProtocol,
-	codeOverloaded:   ErrOverloaded,
-	codeUnavailable:  ErrUnavailable,
+	CodeNotFound:     ErrNotFound,
+	CodeTooLarge:     ErrTooLarge,
+	CodeUnauthorized: ErrUnauthorized,
+	CodeInvalid:      ErrInvalid,
+	CodeProtocol:     ErrProtocol,
+	CodeOverloaded:   ErrOverloaded,
+	CodeUnavailable:  ErrUnavailable,
 }
 
-// errorCode maps an error to its wire code.
-func errorCode(err error) string {
+// ErrorCode maps an error to its wire code.
+func ErrorCode(err error) string {
 	for code, s := range codeSentinels {
 		if errors.Is(err, s) {
 			return code
 		}
 	}
-	return codeInternal
+	return CodeInternal
 }
 
 // RemoteError is an error reported by a center in an error frame.

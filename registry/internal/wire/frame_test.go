@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"bytes"
@@ -9,24 +9,24 @@ import (
 )
 
 func TestFrameRoundTrip(t *testing.T) {
-	in := &putMsg{Key: "cfg/a", Value: []byte{1, 2, 3}}
-	b, err := encodeFrame(msgPut, 42, in)
+	in := &PutMsg{Key: "cfg/a", Value: []byte{1, 2, 3}}
+	b, err := EncodeFrame(MsgPut, 42, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := readFrame(bytes.NewReader(b), DefaultMaxFrame)
+	p, err := ReadFrame(bytes.NewReader(b), DefaultMaxFrame)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := decodeFrame(p)
+	f, err := DecodeFrame(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out putMsg
-	if err := decodeBody(f.Body, &out); err != nil {
+	var out PutMsg
+	if err := DecodeBody(f.Body, &out); err != nil {
 		t.Fatal(err)
 	}
-	if f.Type != msgPut || f.ID != 42 || out.Key != in.Key || !bytes.Equal(out.Value, in.Value) {
+	if f.Type != MsgPut || f.ID != 42 || out.Key != in.Key || !bytes.Equal(out.Value, in.Value) {
 		t.Fatalf("round trip: %+v %+v", f, out)
 	}
 }
@@ -40,11 +40,11 @@ func TestReadFrameLimits(t *testing.T) {
 		{"over the maximum", []byte{0, 0x10, 0, 1}, ErrTooLarge},
 		{"empty", []byte{0, 0, 0, 0}, ErrProtocol},
 	} {
-		if _, err := readFrame(bytes.NewReader(tc.in), 1<<20); !errors.Is(err, tc.want) {
+		if _, err := ReadFrame(bytes.NewReader(tc.in), 1<<20); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := readFrame(bytes.NewReader([]byte{0, 0, 0, 5, 1}), 1<<20); err == nil {
+	if _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 5, 1}), 1<<20); err == nil {
 		t.Error("truncated frame accepted")
 	}
 }
@@ -68,7 +68,7 @@ func TestCheckMsgpack(t *testing.T) {
 		{"map missing a value", []byte{0x81, 0x01}, false},
 		{"too deep", deep, false},
 	} {
-		err := checkMsgpack(tc.in)
+		err := CheckMsgpack(tc.in)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: err=%v, want ok=%v", tc.name, err, tc.ok)
 		}
@@ -80,38 +80,38 @@ func TestCheckMsgpack(t *testing.T) {
 
 // FuzzDecodeFrame feeds arbitrary bytes to the frame reader and every body
 // decoder a center or client uses: none may panic or allocate beyond the
-// frame, and whatever checkMsgpack accepts must decode or fail cleanly.
+// frame, and whatever CheckMsgpack accepts must decode or fail cleanly.
 func FuzzDecodeFrame(f *testing.F) {
-	seed := func(t msgType, body any) {
-		b, err := encodeFrame(t, 1, body)
+	seed := func(t MsgType, body any) {
+		b, err := EncodeFrame(t, 1, body)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
-	seed(msgHello, &helloMsg{Version: 1, Role: RoleAgent, Token: "x"})
-	seed(msgPut, &putMsg{Key: "cfg/a", Value: []byte("v")})
-	seed(msgRegister, &registerMsg{Instance: Instance{Service: "s", ID: "i", Metadata: map[string]string{"k": "v"}}})
-	seed(msgPush, &pushMsg{SubID: 1, Records: []Record{{Key: "k", Value: []byte("v"), Version: Version{HLC: 1, Origin: "o"}}}})
-	seed(msgDigestsReply, &digestsMsg{Digests: []uint64{1, 2, 3}})
+	seed(MsgHello, &HelloMsg{Version: 1, Role: RoleAgent, Token: "x"})
+	seed(MsgPut, &PutMsg{Key: "cfg/a", Value: []byte("v")})
+	seed(MsgRegister, &RegisterMsg{Instance: Instance{Service: "s", ID: "i", Metadata: map[string]string{"k": "v"}}})
+	seed(MsgPush, &PushMsg{SubID: 1, Records: []Record{{Key: "k", Value: []byte("v"), Version: Version{HLC: 1, Origin: "o"}}}})
+	seed(MsgDigestsReply, &DigestsMsg{Digests: []uint64{1, 2, 3}})
 	f.Add([]byte{0, 0, 0, 6, 0x93, 0x01, 0x01, 0xdd, 0xff, 0xff})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := readFrame(bytes.NewReader(data), 1<<16)
+		p, err := ReadFrame(bytes.NewReader(data), 1<<16)
 		if err != nil {
 			return
 		}
-		fr, err := decodeFrame(p)
+		fr, err := DecodeFrame(p)
 		if err != nil {
 			if !errors.Is(err, ErrProtocol) {
 				t.Fatalf("decodeFrame error %v is not ErrProtocol", err)
 			}
 			return
 		}
-		for _, v := range []any{&helloMsg{}, &welcomeMsg{}, &errorMsg{}, &okMsg{}, &putMsg{}, &keyMsg{},
-			&registerMsg{}, &heartbeatMsg{}, &heartbeatAckMsg{}, &listMsg{}, &recordsMsg{}, &subscribeMsg{},
-			&subIDMsg{}, &pushMsg{}, &touchMsg{}, &digestsMsg{}, &bucketMsg{}} {
-			_ = decodeBody(fr.Body, v)
+		for _, v := range []any{&HelloMsg{}, &WelcomeMsg{}, &ErrorMsg{}, &OKMsg{}, &PutMsg{}, &KeyMsg{},
+			&RegisterMsg{}, &HeartbeatMsg{}, &HeartbeatAckMsg{}, &ListMsg{}, &RecordsMsg{}, &SubscribeMsg{},
+			&SubIDMsg{}, &PushMsg{}, &TouchMsg{}, &DigestsMsg{}, &BucketMsg{}} {
+			_ = DecodeBody(fr.Body, v)
 		}
 		_, _ = DecodeInstance(fr.Body)
 	})

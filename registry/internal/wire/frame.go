@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 // docs/PROTOCOL.md). Request id 0 marks a frame that answers no request
 // (pushes, fatal errors, keep-alives).
 //
-// Every frame is validated structurally (checkMsgpack) before it is decoded,
+// Every frame is validated structurally (CheckMsgpack) before it is decoded,
 // so a hostile length prefix inside the msgpack cannot make the decoder
 // allocate more than the frame holds, and nesting is bounded.
 
@@ -25,35 +25,35 @@ const (
 	ProtocolVersion = 1
 	// DefaultMaxFrame is the default maximum frame payload, in bytes.
 	DefaultMaxFrame = 4 << 20
-	// minMaxFrame is the smallest allowed MaxFrame: a frame must hold at least
+	// MinMaxFrame is the smallest allowed MaxFrame: a frame must hold at least
 	// one maximal record.
-	minMaxFrame = 128 << 10
+	MinMaxFrame = 128 << 10
 	// maxNesting bounds msgpack nesting depth in a frame.
 	maxNesting     = 16
-	frameHeaderLen = 4
+	FrameHeaderLen = 4
 )
 
-// frame is one decoded frame. Body aliases the frame's buffer.
-type frame struct {
-	Type msgType
+// Frame is one decoded frame. Body aliases the frame's buffer.
+type Frame struct {
+	Type MsgType
 	ID   uint64
 	Body []byte
 }
 
-// readFrame reads one frame's payload. It returns ErrTooLarge (wrapped) if the
+// ReadFrame reads one frame's payload. It returns ErrTooLarge (wrapped) if the
 // length prefix exceeds max, ErrProtocol for an empty frame, and io errors
 // as they come.
-func readFrame(r io.Reader, max int) ([]byte, error) {
-	n, err := readFrameLen(r, max)
+func ReadFrame(r io.Reader, max int) ([]byte, error) {
+	n, err := ReadFrameLen(r, max)
 	if err != nil {
 		return nil, err
 	}
-	return readFrameBody(r, n)
+	return ReadFrameBody(r, n)
 }
 
-// readFrameLen reads a frame's length prefix and checks it against max.
-func readFrameLen(r io.Reader, max int) (int, error) {
-	var hdr [frameHeaderLen]byte
+// ReadFrameLen reads a frame's length prefix and checks it against max.
+func ReadFrameLen(r io.Reader, max int) (int, error) {
+	var hdr [FrameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, err
 	}
@@ -82,8 +82,8 @@ func looksLikeText(b []byte) bool {
 	return true
 }
 
-// readFrameBody reads the n bytes of a frame's payload.
-func readFrameBody(r io.Reader, n int) ([]byte, error) {
+// ReadFrameBody reads the n bytes of a frame's payload.
+func ReadFrameBody(r io.Reader, n int) ([]byte, error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if err == io.EOF {
@@ -94,14 +94,14 @@ func readFrameBody(r io.Reader, n int) ([]byte, error) {
 	return buf, nil
 }
 
-// decodeFrame parses a frame payload into its type, id and body.
-func decodeFrame(p []byte) (frame, error) {
-	if err := checkMsgpack(p); err != nil {
-		return frame{}, err
+// DecodeFrame parses a frame payload into its type, id and body.
+func DecodeFrame(p []byte) (Frame, error) {
+	if err := CheckMsgpack(p); err != nil {
+		return Frame{}, err
 	}
 	// Header: fixarray(3), then two unsigned ints.
 	if p[0] != 0x93 {
-		return frame{}, fmt.Errorf("%w: frame is not a 3-element array", ErrProtocol)
+		return Frame{}, fmt.Errorf("%w: frame is not a 3-element array", ErrProtocol)
 	}
 	d := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(d)
@@ -109,29 +109,29 @@ func decodeFrame(p []byte) (frame, error) {
 	d.Reset(r)
 	t, err := d.DecodeUint64()
 	if err != nil {
-		return frame{}, fmt.Errorf("%w: frame type: %v", ErrProtocol, err)
+		return Frame{}, fmt.Errorf("%w: frame type: %v", ErrProtocol, err)
 	}
-	if t == 0 || t >= uint64(msgTypeEnd) {
-		return frame{}, fmt.Errorf("%w: unknown frame type %d", ErrProtocol, t)
+	if t == 0 || t >= uint64(MsgTypeEnd) {
+		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrProtocol, t)
 	}
 	id, err := d.DecodeUint64()
 	if err != nil {
-		return frame{}, fmt.Errorf("%w: request id: %v", ErrProtocol, err)
+		return Frame{}, fmt.Errorf("%w: request id: %v", ErrProtocol, err)
 	}
 	body := p[len(p)-r.Len():]
-	return frame{Type: msgType(t), ID: id, Body: body}, nil
+	return Frame{Type: MsgType(t), ID: id, Body: body}, nil
 }
 
-// decodeBody decodes a frame body into v (a pointer to a message struct).
-func decodeBody(body []byte, v any) error {
+// DecodeBody decodes a frame body into v (a pointer to a message struct).
+func DecodeBody(body []byte, v any) error {
 	if err := msgpack.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%w: bad body: %v", ErrProtocol, err)
 	}
 	return nil
 }
 
-// encodeFrame encodes a whole frame (length prefix included). body may be nil.
-func encodeFrame(t msgType, id uint64, body any) ([]byte, error) {
+// EncodeFrame encodes a whole frame (length prefix included). body may be nil.
+func EncodeFrame(t MsgType, id uint64, body any) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(128)
 	buf.Write([]byte{0, 0, 0, 0})
@@ -151,14 +151,14 @@ func encodeFrame(t msgType, id uint64, body any) ([]byte, error) {
 		return nil, err
 	}
 	b := buf.Bytes()
-	binary.BigEndian.PutUint32(b, uint32(len(b)-frameHeaderLen))
+	binary.BigEndian.PutUint32(b, uint32(len(b)-FrameHeaderLen))
 	return b, nil
 }
 
-// checkMsgpack verifies that p is exactly one well-formed msgpack value whose
+// CheckMsgpack verifies that p is exactly one well-formed msgpack value whose
 // declared lengths fit in p and whose nesting is at most maxNesting. It never
 // allocates more than the nesting stack and runs in time linear in len(p).
-func checkMsgpack(p []byte) error {
+func CheckMsgpack(p []byte) error {
 	bad := func(what string) error { return fmt.Errorf("%w: malformed msgpack: %s", ErrProtocol, what) }
 	pos := 0
 	var stack [maxNesting]int

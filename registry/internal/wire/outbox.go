@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"bufio"
@@ -17,11 +17,11 @@ import (
 // Memory is bounded twice. Per connection: producers of many or large
 // frames (pushes, long replies) go through send, which waits until at most
 // a quarter of limit is queued, and a client that lets more than limit pile
-// up (it does not read) is cut off. Per center: a frame of largeFrame bytes
+// up (it does not read) is cut off. Per center: a frame of LargeFrame bytes
 // or more also takes its size from a budget shared by every connection,
 // given back once it is written (or dropped with the connection), so that
 // many slow clients cannot together queue more than the budget.
-type outbox struct {
+type Outbox struct {
 	mu      sync.Mutex
 	frames  []queued
 	bytes   int
@@ -32,7 +32,7 @@ type outbox struct {
 	limit   int           // queued bytes beyond which enqueue reports overload
 	bufSize int           // of the writer's buffer
 	shared  *semaphore.Weighted
-	ctx     context.Context // cancelled when the outbox closes: ends budget waits
+	ctx     context.Context // cancelled when the Outbox closes: ends budget waits
 	cancel  context.CancelFunc
 }
 
@@ -43,25 +43,25 @@ type queued struct {
 	charged int64
 }
 
-// largeFrame is the size from which a frame is charged to the shared
+// LargeFrame is the size from which a frame is charged to the shared
 // budget: replies and single pushes stay below it and never wait for it.
-const largeFrame = 64 << 10
+const LargeFrame = 64 << 10
 
-// newOutbox returns an outbox; limit 0 means unbounded, shared nil means no
+// NewOutbox returns an outbox; limit 0 means unbounded, shared nil means no
 // center-wide budget (a client's side of a connection).
-func newOutbox(limit, bufSize int, shared *semaphore.Weighted) *outbox {
-	o := &outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, bufSize: bufSize, shared: shared}
+func NewOutbox(limit, bufSize int, shared *semaphore.Weighted) *Outbox {
+	o := &Outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, bufSize: bufSize, shared: shared}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	return o
 }
 
 // enqueue queues a frame; it returns ErrClosed after close and ErrOverloaded
 // (the frame is still queued) once more than limit bytes are waiting.
-func (o *outbox) enqueue(b []byte) error {
+func (o *Outbox) Enqueue(b []byte) error {
 	return o.put(queued{b: b})
 }
 
-func (o *outbox) put(q queued) error {
+func (o *Outbox) put(q queued) error {
 	o.mu.Lock()
 	if o.closing {
 		o.mu.Unlock()
@@ -82,12 +82,12 @@ func (o *outbox) put(q queued) error {
 // send queues a frame at the pace of the connection: it waits until at most
 // a quarter of the limit is queued and, for a large frame, for its share of
 // the shared budget. It returns ErrClosed if the outbox closes first.
-func (o *outbox) send(b []byte) error {
-	if !o.waitRoom(o.limit / 4) {
+func (o *Outbox) Send(b []byte) error {
+	if !o.WaitRoom(o.limit / 4) {
 		return ErrClosed
 	}
 	q := queued{b: b}
-	if o.shared != nil && len(b) >= largeFrame {
+	if o.shared != nil && len(b) >= LargeFrame {
 		if err := o.shared.Acquire(o.ctx, int64(len(b))); err != nil {
 			return ErrClosed
 		}
@@ -96,13 +96,13 @@ func (o *outbox) send(b []byte) error {
 	return o.put(q)
 }
 
-func (o *outbox) release(n int64) {
+func (o *Outbox) release(n int64) {
 	if n > 0 {
 		o.shared.Release(n)
 	}
 }
 
-func (o *outbox) wake() {
+func (o *Outbox) wake() {
 	select {
 	case o.signal <- struct{}{}:
 	default:
@@ -111,7 +111,7 @@ func (o *outbox) wake() {
 
 // close queues an optional last frame and makes run flush and close the
 // connection. It reports whether this call closed the outbox.
-func (o *outbox) close(last []byte) bool {
+func (o *Outbox) Close(last []byte) bool {
 	o.mu.Lock()
 	first := !o.closing
 	if first {
@@ -128,7 +128,7 @@ func (o *outbox) close(last []byte) bool {
 	return first
 }
 
-func (o *outbox) isClosing() bool {
+func (o *Outbox) IsClosing() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.closing
@@ -137,13 +137,13 @@ func (o *outbox) isClosing() bool {
 // run writes queued frames until the outbox is closed (after flushing what
 // was queued before) or a write fails; then it closes nc and gives back the
 // budget of every frame it did not write. A write that makes no progress
-// for writeTimeout closes the connection: a client that does not read is
+// for WriteTimeout closes the connection: a client that does not read is
 // cut off rather than buffered for.
-func (o *outbox) run(nc net.Conn) {
+func (o *Outbox) Run(nc net.Conn) {
 	bw := bufio.NewWriterSize(nc, o.bufSize)
 	defer func() {
 		nc.Close()
-		o.close(nil)
+		o.Close(nil)
 		o.mu.Lock()
 		left := o.frames
 		o.frames, o.bytes = nil, 0
@@ -159,7 +159,7 @@ func (o *outbox) run(nc net.Conn) {
 		frames, closing := o.frames, o.closing
 		o.frames, o.bytes = nil, 0
 		o.mu.Unlock()
-		nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		var err error
 		var charged int64
 		for _, q := range frames {
@@ -185,7 +185,7 @@ func (o *outbox) run(nc net.Conn) {
 // waitRoom blocks until at most n bytes are queued, so that a producer of
 // many frames (a large snapshot) goes at the pace of the connection instead
 // of queueing it all. It returns false if the outbox closes first.
-func (o *outbox) waitRoom(n int) bool {
+func (o *Outbox) WaitRoom(n int) bool {
 	for {
 		o.mu.Lock()
 		queued, closing := o.bytes, o.closing
@@ -203,3 +203,10 @@ func (o *outbox) waitRoom(n int) bool {
 		}
 	}
 }
+
+// Done is closed once Run has closed the connection.
+func (o *Outbox) Done() <-chan struct{} { return o.done }
+
+// WriteTimeout is how long a write to a connection may make no progress
+// before the connection is closed.
+const WriteTimeout = 10 * time.Second

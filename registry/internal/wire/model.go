@@ -1,4 +1,4 @@
-package registry
+package wire
 
 import (
 	"fmt"
@@ -116,9 +116,9 @@ func ValidateValue(v []byte) error {
 	return nil
 }
 
-// validateKV checks a plain key/value write: instance keys are written only
+// ValidateKV checks a plain key/value write: instance keys are written only
 // through Register.
-func validateKV(key string, value []byte) error {
+func ValidateKV(key string, value []byte) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func validateKV(key string, value []byte) error {
 }
 
 // normalize fills defaults and validates an instance.
-func (in Instance) normalize() (Instance, error) {
+func (in Instance) Normalize() (Instance, error) {
 	if in.Health == "" {
 		in.Health = HealthPassing
 	}
@@ -169,7 +169,7 @@ func (in Instance) normalize() (Instance, error) {
 // weight 1, TTL DefaultTTL) and returns the value stored under its key: a
 // msgpack map with the field names of Instance's tags.
 func EncodeInstance(in Instance) ([]byte, error) {
-	in, err := in.normalize()
+	in, err := in.Normalize()
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func EncodeInstance(in Instance) ([]byte, error) {
 // DecodeInstance decodes a value written by EncodeInstance. It fails with
 // ErrInvalid if b is not a msgpack map or lacks the service or id field.
 func DecodeInstance(b []byte) (Instance, error) {
-	if err := checkMsgpack(b); err != nil {
+	if err := CheckMsgpack(b); err != nil {
 		return Instance{}, fmt.Errorf("%w: instance value: %v", ErrInvalid, err)
 	}
 	if c := b[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
