@@ -11,6 +11,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -171,7 +173,7 @@ func TestSuspectSnapshotHeld(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	// A center that knows four instances of "web" fills the region ...
-	full := startCenter(t, registry.CenterOptions{Insecure: true})
+	full := startCenter(t, pair.Options{Options: center.Options{Insecure: true}})
 	adminFull := dialAdmin(t, full.Addr().String())
 	for i := range 4 {
 		in := instance("web", fmt.Sprint("w", i), 8000+i)
@@ -181,7 +183,7 @@ func TestSuspectSnapshotHeld(t *testing.T) {
 		}
 	}
 	// ... then a center that lost them (and has one new one) takes over.
-	empty := startCenter(t, registry.CenterOptions{Insecure: true})
+	empty := startCenter(t, pair.Options{Options: center.Options{Insecure: true}})
 	adminEmpty := dialAdmin(t, empty.Addr().String())
 	newcomer := instance("web", "new", 9000)
 	newcomer.TTL = time.Minute

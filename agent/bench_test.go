@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -17,7 +18,7 @@ import (
 // region's change notification), on loopback, in one process. It reports
 // p50 and p99 (target: p99 under 5ms).
 func BenchmarkPropagation(b *testing.B) {
-	c := startCenter(b, registry.CenterOptions{Insecure: true})
+	c := startCenter(b, pair.Options{Options: center.Options{Insecure: true}})
 	dir := b.TempDir()
 	startAgent(b, testOptions(dir, []string{c.Addr().String()}, "cfg/"))
 	r, err := shm.Open(filepath.Join(dir, "region"), shm.Options{})
@@ -61,7 +62,7 @@ func BenchmarkPropagation(b *testing.B) {
 // entries written by one direct region commit (the floor).
 func BenchmarkFill100K(b *testing.B) {
 	const n = 100_000
-	c := startCenter(b, registry.CenterOptions{Insecure: true})
+	c := startCenter(b, pair.Options{Options: center.Options{Insecure: true}})
 	admin := dialAdmin(b, c.Addr().String())
 	ctx := context.Background()
 	val := make([]byte, 64)

@@ -12,30 +12,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
 // testPair starts a mirrored pair of in-process centers with fast timings.
-func testPair(t testing.TB) (a, b *registry.Center) {
+func testPair(t testing.TB) (a, b *pair.Center) {
 	t.Helper()
 	lnA := freeAddr(t)
 	lnB := freeAddr(t)
-	a = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnA, Peer: lnB})
-	b = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnB, Peer: lnA})
+	a = startCenter(t, pair.Options{Options: center.Options{Insecure: true, Listen: lnA}, Peer: lnB})
+	b = startCenter(t, pair.Options{Options: center.Options{Insecure: true, Listen: lnB}, Peer: lnA})
 	return a, b
 }
 
 // testPairMetrics is testPair with both centers' metrics on reg, labelled
 // center="a" and center="b" (see counterSum).
-func testPairMetrics(t testing.TB, reg prometheus.Registerer) (a, b *registry.Center) {
+func testPairMetrics(t testing.TB, reg prometheus.Registerer) (a, b *pair.Center) {
 	t.Helper()
 	lnA := freeAddr(t)
 	lnB := freeAddr(t)
 	on := func(name string) prometheus.Registerer {
 		return prometheus.WrapRegistererWith(prometheus.Labels{"center": name}, reg)
 	}
-	a = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnA, Peer: lnB, Registerer: on("a")})
-	b = startCenter(t, registry.CenterOptions{Insecure: true, Listen: lnB, Peer: lnA, Registerer: on("b")})
+	a = startCenter(t, pair.Options{Options: center.Options{Insecure: true, Listen: lnA, Registerer: on("a")}, Peer: lnB})
+	b = startCenter(t, pair.Options{Options: center.Options{Insecure: true, Listen: lnB, Registerer: on("b")}, Peer: lnA})
 	return a, b
 }
 
@@ -58,12 +60,12 @@ func counterSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
 	return sum
 }
 
-func startCenter(t testing.TB, opts registry.CenterOptions) *registry.Center {
+func startCenter(t testing.TB, opts pair.Options) *pair.Center {
 	t.Helper()
 	opts.SweepInterval = 20 * time.Millisecond
 	opts.TouchInterval = 50 * time.Millisecond
 	opts.AntiEntropyInterval = 200 * time.Millisecond
-	c, err := registry.NewCenter(opts)
+	c, err := pair.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func startCenter(t testing.TB, opts registry.CenterOptions) *registry.Center {
 	return c
 }
 
-func shutdownCenter(t testing.TB, c *registry.Center) {
+func shutdownCenter(t testing.TB, c *pair.Center) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Shutdown(ctx); err != nil {
@@ -86,7 +88,7 @@ func shutdownCenter(t testing.TB, c *registry.Center) {
 // know its peer's address before the peer starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	c, err := registry.NewCenter(registry.CenterOptions{Insecure: true})
+	c, err := pair.New(pair.Options{Options: center.Options{Insecure: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -50,10 +52,7 @@ func runChild(role string) int {
 }
 
 func childCenter(ctx context.Context) error {
-	c, err := registry.NewCenter(registry.CenterOptions{
-		Insecure: true, Listen: os.Getenv("SHMREG_T_LISTEN"), Peer: os.Getenv("SHMREG_T_PEER"), DataDir: os.Getenv("SHMREG_T_DATA"),
-		SweepInterval: 20 * time.Millisecond, TouchInterval: 50 * time.Millisecond, AntiEntropyInterval: 200 * time.Millisecond,
-	})
+	c, err := pair.New(pair.Options{Options: center.Options{Insecure: true, Listen: os.Getenv("SHMREG_T_LISTEN"), SweepInterval: 20 * time.Millisecond}, Peer: os.Getenv("SHMREG_T_PEER"), DataDir: os.Getenv("SHMREG_T_DATA"), TouchInterval: 50 * time.Millisecond, AntiEntropyInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}

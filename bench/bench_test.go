@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 // The testing.B side of the harness: the same lookups as "shmreg bench
@@ -98,7 +99,7 @@ func BenchmarkRegionWrite(b *testing.B) {
 // BenchmarkHeartbeat is one connection renewing one instance a call.
 func BenchmarkHeartbeat(b *testing.B) {
 	ctx := context.Background()
-	c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, SelfPreservation: -1})
+	c, err := StartCenter(ctx, pair.Options{Options: center.Options{Insecure: true, SelfPreservation: -1}})
 	if err != nil {
 		b.Fatal(err)
 	}

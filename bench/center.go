@@ -8,19 +8,21 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 // centerSystem is a lookup over TCP from a shmreg center running in this
 // process (in memory, no peer): each client has its own connection.
 type centerSystem struct {
-	c     *registry.Center
+	c     *pair.Center
 	mu    sync.Mutex
 	conns []*registry.Conn
 }
 
 // StartCenter starts an in-memory center on a loopback port.
-func StartCenter(ctx context.Context, opts registry.CenterOptions) (*registry.Center, error) {
-	c, err := registry.NewCenter(opts)
+func StartCenter(ctx context.Context, opts pair.Options) (*pair.Center, error) {
+	c, err := pair.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +33,7 @@ func StartCenter(ctx context.Context, opts registry.CenterOptions) (*registry.Ce
 }
 
 // StopCenter shuts a center down, waiting at most 5s.
-func StopCenter(c *registry.Center) error {
+func StopCenter(c *pair.Center) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return c.Shutdown(ctx)
@@ -77,7 +79,7 @@ func RegisterAll(ctx context.Context, addr string, from, to, conns int) error {
 
 // OpenCenter starts a center and registers every instance of d on it.
 func OpenCenter(ctx context.Context, d *Dataset, _ string) (System, error) {
-	c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, SelfPreservation: -1})
+	c, err := StartCenter(ctx, pair.Options{Options: center.Options{Insecure: true, SelfPreservation: -1}})
 	if err != nil {
 		return nil, err
 	}

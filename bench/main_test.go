@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/agent"
-	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 
 	"go.uber.org/goleak"
@@ -132,7 +132,7 @@ func runTestCenter(jsonArgs string) error {
 	}
 	fs := flag.NewFlagSet("center", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var opts registry.CenterOptions
+	var opts pair.Options
 	fs.StringVar(&opts.Listen, "listen", "", "")
 	fs.StringVar(&opts.Peer, "peer", "", "")
 	fs.StringVar(&opts.DataDir, "data", "", "")
@@ -147,7 +147,7 @@ func runTestCenter(jsonArgs string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	c, err := registry.NewCenter(opts)
+	c, err := pair.New(opts)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 // centerPair is the mirrored pair of centers of the propagate workload:
@@ -15,7 +17,7 @@ import (
 // centers in this process.
 type centerPair struct {
 	addrs  []string
-	inproc []*registry.Center // in this process; else procs
+	inproc []*pair.Center // in this process; else procs
 	procs  []*child
 }
 
@@ -35,7 +37,7 @@ func startPair(ctx context.Context, cfg PropagateConfig, dir string) (*centerPai
 	for i := range 2 {
 		self, peer := p.addrs[i], p.addrs[1-i]
 		if cfg.CenterCmd == nil {
-			c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, Listen: self, Peer: peer, SelfPreservation: -1})
+			c, err := StartCenter(ctx, pair.Options{Options: center.Options{Insecure: true, Listen: self, SelfPreservation: -1}, Peer: peer})
 			if err != nil {
 				p.stop()
 				return nil, err

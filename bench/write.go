@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -132,7 +134,7 @@ func regionWrites(w *shm.Writer, d *Dataset) []regionWrite {
 // Conn.Heartbeat of one key a call from 1 and cfg.Clients connections.
 func heartbeats(ctx context.Context, cfg WriteConfig, d *Dataset) ([]Result, error) {
 	cfg.progress("write: registering %d instances on a center...", cfg.HeartbeatEntries)
-	c, err := StartCenter(ctx, registry.CenterOptions{Insecure: true, SelfPreservation: -1})
+	c, err := StartCenter(ctx, pair.Options{Options: center.Options{Insecure: true, SelfPreservation: -1}})
 	if err != nil {
 		return nil, err
 	}

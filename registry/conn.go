@@ -33,7 +33,8 @@ type DialOptions struct {
 	// highest version any of them has been answered with (see Conn.seen).
 	seen *atomic.Uint64
 
-	centerID string // role peer: the dialing center's id
+	// CenterID, for role peer, is the dialing center's id.
+	CenterID string
 }
 
 // Conn is a connection to one center. Replies and pushes share it; it is
@@ -131,13 +132,13 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 }
 
 func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
-	deadline := time.Now().Add(handshakeTimeout)
+	deadline := time.Now().Add(wire.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	c.nc.SetDeadline(deadline)
 	defer c.nc.SetDeadline(time.Time{})
-	b, err := wire.EncodeFrame(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: c.opts.Role, Token: c.opts.Token, CenterID: c.opts.centerID, Name: c.opts.Name})
+	b, err := wire.EncodeFrame(wire.MsgHello, 1, &wire.HelloMsg{Version: ProtocolVersion, Role: c.opts.Role, Token: c.opts.Token, CenterID: c.opts.CenterID, Name: c.opts.Name})
 	if err != nil {
 		return err
 	}
@@ -467,15 +468,21 @@ func (c *Conn) List(ctx context.Context, prefix string) ([]Record, error) {
 	return r.recs, nil
 }
 
-// ---- peer operations (used by the replicator) ----
+// MaxFrame is the largest frame this connection may send.
+func (c *Conn) MaxFrame() int { return c.maxFrame }
 
-func (c *Conn) digests(ctx context.Context) ([]uint64, error) {
+// ---- peer operations (for the replicator of registry/pair; a connection
+// not in role peer is refused them) ----
+
+// Digests asks for the center's anti-entropy digests.
+func (c *Conn) Digests(ctx context.Context) ([]uint64, error) {
 	var m wire.DigestsMsg
 	err := c.call(ctx, wire.MsgDigests, nil, wire.MsgDigestsReply, &m)
 	return m.Digests, err
 }
 
-func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
+// Bucket fetches every record of one anti-entropy bucket.
+func (c *Conn) Bucket(ctx context.Context, b int) ([]Record, error) {
 	var out []Record
 	after := ""
 	for {
@@ -491,11 +498,13 @@ func (c *Conn) bucket(ctx context.Context, b int) ([]Record, error) {
 	}
 }
 
-func (c *Conn) replicate(ctx context.Context, recs []*Record) error {
+// Replicate sends records; the center applies those newer than its own.
+func (c *Conn) Replicate(ctx context.Context, recs []*Record) error {
 	return c.call(ctx, wire.MsgReplicate, &wire.RecordsOut{Records: recs}, wire.MsgOK, nil)
 }
 
-func (c *Conn) touch(keys []string) error {
+// Touch forwards heartbeats received by the other center.
+func (c *Conn) Touch(keys []string) error {
 	return c.sendFrame(wire.MsgTouch, 0, &wire.TouchMsg{Keys: keys})
 }
 

@@ -6,29 +6,13 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
-
-func ExampleNewCenter() {
-	ctx := context.Background()
-	// An in-memory center on an ephemeral loopback port (set DataDir to
-	// persist, Peer to mirror).
-	c, err := registry.NewCenter(registry.CenterOptions{Insecure: true})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := c.Start(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer c.Shutdown(ctx)
-	fmt.Println(c.Addr() != nil, c.ID() != "")
-	// Output: true true
-}
 
 func ExampleConn_Subscribe() {
 	ctx := context.Background()
-	c, _ := registry.NewCenter(registry.CenterOptions{Insecure: true})
+	c, _ := pair.New(pair.Options{Options: center.Options{Insecure: true}})
 	c.Start(ctx)
 	defer c.Shutdown(ctx)
 
@@ -53,7 +37,7 @@ func ExampleConn_Subscribe() {
 
 func ExampleClient_Register() {
 	ctx := context.Background()
-	c, _ := registry.NewCenter(registry.CenterOptions{Insecure: true})
+	c, _ := pair.New(pair.Options{Options: center.Options{Insecure: true}})
 	c.Start(ctx)
 	defer c.Shutdown(ctx)
 

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 func runCenter(args []string) error {
@@ -71,13 +73,7 @@ func runCenter(args []string) error {
 		log.Warn(tokenWarning)
 	}
 
-	opts := registry.CenterOptions{
-		Listen: *listen, Peer: *peer, DataDir: *data, Token: tok, MaxFrame: *maxFrame,
-		TombstoneRetention: *tombstones, SelfPreservation: *selfPres, Logger: log,
-		Insecure: *insecure, InsecurePeers: *insecurePeers, MaxClockAhead: *maxClockAhead,
-		MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs,
-		UnhealthyAfter: *unhealthyAfter,
-	}
+	opts := pair.Options{Options: center.Options{Listen: *listen, Token: tok, MaxFrame: *maxFrame, SelfPreservation: *selfPres, Logger: log, Insecure: *insecure, InsecurePeers: *insecurePeers, MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs, UnhealthyAfter: *unhealthyAfter}, Peer: *peer, DataDir: *data, TombstoneRetention: *tombstones, MaxClockAhead: *maxClockAhead}
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {
@@ -122,7 +118,7 @@ func runCenter(args []string) error {
 
 	ctx, stop := signalContext(0)
 	defer stop()
-	c, err := registry.NewCenter(opts)
+	c, err := pair.New(opts)
 	if err != nil {
 		return err
 	}
@@ -167,7 +163,7 @@ type centerSettings struct {
 	peerCert, peerKey     string
 }
 
-// minMaxFrame is registry.CenterOptions.MaxFrame's documented minimum
+// minMaxFrame is pair.Options.MaxFrame's documented minimum
 // (the registry's own constant is not exported).
 const minMaxFrame = 128 << 10
 

@@ -10,15 +10,17 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 // startCenter starts one center on loopback, in memory, shut down at the
 // end of the test, and a connection to it for checking what the CLI did.
-func startCenter(t *testing.T, token string) (*registry.Center, *registry.Conn) {
+func startCenter(t *testing.T, token string) (*pair.Center, *registry.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	c, err := registry.NewCenter(registry.CenterOptions{Listen: "127.0.0.1:0", Token: token, Insecure: token == ""})
+	c, err := pair.New(pair.Options{Options: center.Options{Listen: "127.0.0.1:0", Token: token, Insecure: token == ""}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -24,7 +26,7 @@ type demo struct {
 	dir     string
 	measure time.Duration
 	step    int
-	centers [2]*registry.Center
+	centers [2]*pair.Center
 	addrs   [2]string
 	agent   *agent.Agent
 	region  string
@@ -159,12 +161,7 @@ func (d *demo) startCenters(ctx context.Context) error {
 		d.addrs[i] = addr
 	}
 	for i := range d.centers {
-		c, err := registry.NewCenter(registry.CenterOptions{
-			Listen:  d.addrs[i],
-			Peer:    d.addrs[1-i],
-			DataDir: filepath.Join(d.dir, fmt.Sprintf("center-%c", 'a'+i)),
-			Token:   d.token,
-		})
+		c, err := pair.New(pair.Options{Options: center.Options{Listen: d.addrs[i], Token: d.token}, Peer: d.addrs[1-i], DataDir: filepath.Join(d.dir, fmt.Sprintf("center-%c", 'a'+i))})
 		if err != nil {
 			return err
 		}

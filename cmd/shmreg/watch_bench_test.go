@@ -13,6 +13,8 @@ import (
 
 	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -56,7 +58,7 @@ func benchWatchLineAgent(b *testing.B, bin string, pushDelay time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := b.TempDir()
-	center, err := registry.NewCenter(registry.CenterOptions{Insecure: true, Listen: "127.0.0.1:0", PushDelay: pushDelay})
+	center, err := pair.New(pair.Options{Options: center.Options{Insecure: true, Listen: "127.0.0.1:0", PushDelay: pushDelay}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/center"
 	"github.com/shmreg/shmreg/registry/discovery"
+	"github.com/shmreg/shmreg/registry/pair"
 	"github.com/shmreg/shmreg/shm"
 )
 
@@ -63,7 +65,7 @@ func TestStaleEntryRefreshedEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	center, err := registry.NewCenter(registry.CenterOptions{Insecure: true, Listen: "127.0.0.1:0"})
+	center, err := pair.New(pair.Options{Options: center.Options{Insecure: true, Listen: "127.0.0.1:0"}})
 	if err != nil {
 		t.Fatal(err)
 	}

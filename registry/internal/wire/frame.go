@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -278,3 +279,6 @@ func CheckMsgpack(p []byte) error {
 		}
 	}
 }
+
+// HandshakeTimeout bounds the exchange of hello and welcome.
+const HandshakeTimeout = 10 * time.Second
