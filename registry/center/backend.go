@@ -51,6 +51,12 @@ type Backend interface {
 	// by the other center take to be forwarded here (0: heartbeats are not
 	// forwarded, and the front need not collect them for TakeTouched).
 	HeartbeatSlack() time.Duration
+	// Judges reports whether this center judges the liveness of an
+	// instance record: holds a lease for it and expires it on a missed
+	// TTL. In the pair both centers judge every instance (heartbeats are
+	// forwarded to the peer); in a cluster a center judges those
+	// registered through it.
+	Judges(r *wire.Record) bool
 }
 
 // Front is what a backend calls back.

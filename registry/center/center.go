@@ -92,7 +92,7 @@ func New(opts Options, backend Backend) (*Center, error) {
 	now := time.Now()
 	backend.Read(func(v View) {
 		v.Scan(func(r *wire.Record) bool {
-			if !r.Deleted && r.IsInstance() {
+			if !r.Deleted && r.IsInstance() && backend.Judges(r) {
 				c.live.upsert(r, 0, now)
 			}
 			return true

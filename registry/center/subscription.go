@@ -108,7 +108,7 @@ func (c *Center) Publish(changes []Change, rev uint64) {
 		if !ch.Rec.IsInstance() {
 			continue
 		}
-		if ch.Rec.Deleted {
+		if ch.Rec.Deleted || !c.backend.Judges(ch.Rec) {
 			c.live.remove(ch.Key)
 		} else {
 			c.live.upsert(ch.Rec, ch.ConnID, now)

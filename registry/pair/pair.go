@@ -282,6 +282,9 @@ func (b *Backend) HeartbeatSlack() time.Duration {
 	return 2 * b.opts.TouchInterval
 }
 
+// Judges: both centers of a pair judge every instance.
+func (b *Backend) Judges(*wire.Record) bool { return true }
+
 // ServePeer answers the peer's replication requests.
 func (b *Backend) ServePeer(p center.PeerConn, f wire.Frame) error {
 	switch f.Type {
