@@ -26,16 +26,18 @@ import (
 // Locks: the backend holds its records locked while it publishes a batch
 // and while a Read runs; subMu, taken inside those, guards the set of
 // subscribers, so that a new subscriber's snapshot and its registration
-// happen between two batches. sessMu guards the connections.
+// happen between two batches; the fan-out goroutine holds it while it
+// delivers. sessMu guards the connections.
 type Center struct {
 	opts    Options
 	log     *slog.Logger
 	backend Backend
 	metrics *centerMetrics
 
-	subMu sync.Mutex
-	subs  map[*subscriber]struct{}
-	snaps snapshotCache
+	subMu  sync.Mutex
+	groups map[string]*group // subscribers by prefix set (see subscription.go)
+	fan    fanout
+	snaps  snapshotCache
 
 	live *liveness
 
@@ -79,13 +81,14 @@ func New(opts Options, backend Backend) (*Center, error) {
 		log:      opts.Logger,
 		backend:  backend,
 		metrics:  m,
-		subs:     make(map[*subscriber]struct{}),
+		groups:   make(map[string]*group),
 		sessions: make(map[*session]struct{}),
 		perAddr:  make(map[string]int),
 		inbound:  semaphore.NewWeighted(int64(opts.MaxInbound)),
 		outbound: semaphore.NewWeighted(int64(opts.MaxOutbound)),
 	}
 	c.snaps.init()
+	c.fan.wake = make(chan struct{}, 1)
 	c.live = newLiveness(c)
 	// A center that just started gives every instance one full TTL to
 	// heartbeat again before it may expire.
@@ -149,6 +152,7 @@ func (c *Center) Start(ctx context.Context) error {
 		return err
 	}
 	c.goFunc(c.acceptLoop)
+	c.goFunc(c.fanoutLoop)
 	c.goFunc(c.live.sweepLoop)
 	c.goFunc(c.healthLoop)
 	switch {

@@ -16,6 +16,8 @@ type centerMetrics struct {
 	holds           prometheus.Counter
 	pushes          prometheus.Counter
 	pushedRecords   prometheus.Counter
+	pushEncodes     prometheus.Counter
+	cutOff          prometheus.Counter
 	refusedConns    *prometheus.CounterVec
 	probes          prometheus.Counter
 	healthy         prometheus.Gauge
@@ -43,6 +45,8 @@ func newCenterMetrics(reg prometheus.Registerer, records func() float64) (*cente
 		holds:           c("self_preservation_events_total", "Times self-preservation held back a mass expiry."),
 		pushes:          c("pushes_total", "Push frames sent to subscribers."),
 		pushedRecords:   c("pushed_records_total", "Records pushed to subscribers."),
+		cutOff:          c("cut_off_total", "Connections closed for not keeping up with their pushes or replies."),
+		pushEncodes:     c("push_encodes_total", "Push frames encoded (each is sent to every subscriber of the same prefixes that needs it)."),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "connections_refused_total",
 			Help: "Connections closed at accept for a limit, by reason (total, per_addr)."}, []string{"reason"}),
 		probes:        c("probes_total", "Connections closed before their hello (health checks, port probes)."),
@@ -56,7 +60,7 @@ func newCenterMetrics(reg prometheus.Registerer, records func() float64) (*cente
 			return nil, err
 		}
 		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
-			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.pushes, m.pushedRecords,
+			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.pushes, m.pushedRecords, m.pushEncodes, m.cutOff,
 			m.refusedConns, m.probes, m.healthy, m.storeFailures} {
 			if err := reg.Register(col); err != nil {
 				return nil, err

@@ -201,6 +201,16 @@ func (s *session) fail(id uint64, err error) {
 	s.close(err, id)
 }
 
+// cutOff closes the connection of a client that does not keep up, at once:
+// the error frame is queued but not waited for (it would sit behind what
+// the client is not reading), so that its buffers are freed now.
+func (s *session) cutOff(err error) {
+	s.c.metrics.cutOff.Inc()
+	s.c.log.Warn("cutting off a client that does not keep up", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "err", err)
+	s.close(err)
+	s.nc.Close()
+}
+
 func (s *session) handshake(br *bufio.Reader) error {
 	s.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	p, err := wire.ReadFrame(br, maxHelloFrame)
@@ -480,7 +490,7 @@ func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 	if err := s.send(wire.MsgOK, f.ID, &wire.OKMsg{Rev: s.c.Rev()}); err != nil {
 		return err
 	}
-	sub = s.c.subscribe(m.Prefixes, m.FromRev)
+	sub = s.c.subscribe(s, m.SubID, m.Prefixes, m.FromRev)
 	s.subs[m.SubID] = sub
 	s.c.goFunc(func() { s.pushLoop(m.SubID, sub) })
 	return nil
@@ -489,30 +499,15 @@ func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 // pushLoop delivers a subscription's batches, waiting PushDelay after the
 // first change so that a burst goes out together.
 func (s *session) pushLoop(subID uint64, sub *subscriber) {
-	delay := s.c.opts.PushDelay
-	var timer *time.Timer
-	if delay > 0 {
-		timer = time.NewTimer(delay)
-		timer.Stop()
-		defer timer.Stop()
-	}
 	for {
 		select {
 		case <-sub.notify:
 		case <-s.done:
 			return
 		}
-		if timer != nil {
-			timer.Reset(delay)
-			select {
-			case <-timer.C:
-			case <-s.done:
-				return
-			}
-		}
 		batches, overflow := sub.take()
 		if overflow {
-			s.fail(0, fmt.Errorf("%w: subscriber %d fell more than %d changes behind", wire.ErrOverloaded, subID, s.c.opts.MaxBacklog))
+			s.cutOff(fmt.Errorf("%w: subscriber %d fell more than %d changes behind", wire.ErrOverloaded, subID, s.c.opts.MaxBacklog))
 			return
 		}
 		for _, b := range batches {
@@ -520,24 +515,48 @@ func (s *session) pushLoop(subID uint64, sub *subscriber) {
 				return
 			}
 		}
+		if len(batches) > 0 {
+			sub.signal() // look again: empty now, it goes live
+		}
 	}
 }
 
+// sendPush sends a catch-up batch at the pace of the connection: a
+// snapshot from its shared encoding, changes encoded for this subscriber.
 func (s *session) sendPush(subID uint64, b *pushBatch) error {
-	chunks := wire.ChunkRecords(b.recs, s.c.opts.MaxFrame/2)
-	for i, ch := range chunks {
-		m := &wire.PushOut{SubID: subID, Snapshot: b.snapshot, Records: ch, Rev: b.rev, More: i < len(chunks)-1, CenterID: s.c.ID()}
-		if i == 0 {
-			m.Prefixes = b.prefixes
-		}
+	sn := b.shared
+	var chunks [][]*wire.Record
+	n := 0
+	if sn != nil {
+		n = sn.frameCount(s.c)
+	} else {
+		// (An empty resume is sent too: it tells the subscriber where it is.)
+		chunks = wire.ChunkRecords(b.recs, s.c.opts.MaxFrame/2)
+		n = len(chunks)
+	}
+	for i := range n {
 		if !s.out.WaitRoom(s.c.opts.MaxConnQueue / 4) {
 			return wire.ErrClosed
+		}
+		var p *wire.SharedPush
+		if sn != nil {
+			p = sn.frame(s.c, i)
+		} else {
+			p = s.c.encodePush(chunks[i], b.snapshot, i == 0, b.prefixes, b.rev, i < n-1)
 		}
 		// Counted before the send, so that a subscriber that has the frame
 		// can rely on the count including it.
 		s.c.metrics.pushes.Inc()
-		s.c.metrics.pushedRecords.Add(float64(len(ch)))
-		if err := s.sendPaced(wire.MsgPush, 0, m); err != nil {
+		s.c.metrics.pushedRecords.Add(float64(p.Records))
+		head, tail := p.Frame(subID)
+		err := s.out.EnqueueParts(head, p.Body, tail)
+		if sn != nil {
+			sn.sentFrame(i)
+		}
+		if err != nil {
+			if err == wire.ErrOverloaded {
+				s.cutOff(fmt.Errorf("%w: client does not read its pushes", wire.ErrOverloaded))
+			}
 			return err
 		}
 	}
@@ -584,7 +603,7 @@ func (s *session) sendPaced(t wire.MsgType, id uint64, body any) error {
 func (s *session) enqueue(b []byte) error {
 	err := s.out.Enqueue(b)
 	if err == wire.ErrOverloaded {
-		s.fail(0, fmt.Errorf("%w: client does not read its replies", wire.ErrOverloaded))
+		s.cutOff(fmt.Errorf("%w: client does not read its replies", wire.ErrOverloaded))
 	}
 	return err
 }

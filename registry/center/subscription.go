@@ -1,6 +1,7 @@
 package center
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -9,68 +10,62 @@ import (
 	"github.com/shmreg/shmreg/registry/internal/wire"
 )
 
+// Fan-out: how a committed change reaches thousands of subscribers.
+//
+// Subscribers with the same prefixes form a group. Publish, called by the
+// backend with its records locked, only appends the batch to the fan-out
+// queue and updates leases; the fan-out goroutine then, for each group,
+// picks the batch's changes under the group's prefixes once, encodes the
+// push once (wire.SharedPush) and queues the same bytes, between a few
+// bytes of the subscriber's own, on the connection of every member. No
+// goroutine per subscriber wakes up, nothing is encoded per subscriber,
+// and the work grows with the groups and the changes, not the subscribers
+// times the changes (the socket writes remain one per connection).
+//
+// A subscriber starts in catch-up: its initial batch (a snapshot, or the
+// changes since the revision it resumes from) and the changes that arrive
+// meanwhile wait in its own queue, which its push goroutine sends at the
+// pace of the connection. Once that queue is empty the subscriber is live,
+// and the fan-out writes to its connection directly. Adding prefixes puts it
+// back in catch-up behind a snapshot of them, and so does a connection with
+// half of MaxConnQueue waiting to be written. A subscriber more than
+// MaxBacklog changes behind, or whose connection makes no progress for the
+// write timeout, is cut off; it resumes by revision when it reconnects (and
+// gets a fresh snapshot if that revision is gone).
+
+// group is the subscribers with one set of prefixes.
+type group struct {
+	key      string
+	prefixes []string
+	members  map[*subscriber]struct{}
+}
+
 // A subscriber receives, in revision order, every change under its prefixes
-// after the revision of its initial batch. Its queue holds batches: change
-// batches (records appended as they are committed) and snapshot batches
-// (when prefixes are added), so the consumer sees them in commit order.
+// after the revision of its initial batch.
 type subscriber struct {
-	prefixes   []string // guarded by Center.subMu
+	id    uint64 // the client's sub_id
+	sess  *session
+	group *group // guarded by Center.subMu
+
 	maxBacklog int
 
 	mu       sync.Mutex
+	fromRev  uint64 // changes at or below it are in the initial batch
+	live     bool   // the queue is empty and the fan-out writes directly
 	queue    []*pushBatch
 	backlog  int
 	overflow bool
+	closed   bool
 	notify   chan struct{} // capacity 1: "the queue is not empty"
 }
 
-// pushBatch is one unit of delivery.
+// pushBatch is one unit of delivery of the catch-up queue.
 type pushBatch struct {
 	snapshot bool
 	prefixes []string // snapshot: the prefixes it replaces
 	recs     []*wire.Record
 	rev      uint64
-}
-
-func newSubscriber(prefixes []string, maxBacklog int) *subscriber {
-	return &subscriber{prefixes: prefixes, maxBacklog: maxBacklog, notify: make(chan struct{}, 1)}
-}
-
-// offer queues the changes under the subscriber's prefixes. Called with
-// Center.subMu held.
-func (s *subscriber) offer(changes []Change) {
-	s.mu.Lock()
-	added := false
-	for _, ch := range changes {
-		if ch.Rec == nil || !hasAnyPrefix(ch.Key, s.prefixes) {
-			continue
-		}
-		var b *pushBatch
-		if n := len(s.queue); n > 0 && !s.queue[n-1].snapshot {
-			b = s.queue[n-1]
-		} else {
-			b = &pushBatch{}
-			s.queue = append(s.queue, b)
-		}
-		b.recs = append(b.recs, ch.Rec)
-		b.rev = ch.Rec.Rev
-		s.backlog++
-		added = true
-	}
-	if s.backlog > s.maxBacklog {
-		s.overflow = true
-	}
-	s.mu.Unlock()
-	if added {
-		s.signal()
-	}
-}
-
-func (s *subscriber) push(b *pushBatch) {
-	s.mu.Lock()
-	s.queue = append(s.queue, b)
-	s.mu.Unlock()
-	s.signal()
+	shared   *sharedSnapshot // snapshot: its encoding, shared with others
 }
 
 func (s *subscriber) signal() {
@@ -80,24 +75,98 @@ func (s *subscriber) signal() {
 	}
 }
 
-// take returns the queued batches; overflow reports that the subscriber fell
-// more than maxBacklog changes behind (it must be dropped).
+// take returns the queued batches, or, with none queued, makes the
+// subscriber live; overflow reports that it fell more than maxBacklog
+// changes behind (it must be dropped).
 func (s *subscriber) take() (batches []*pushBatch, overflow bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.queue) == 0 && !s.overflow {
+		s.live = true
+	}
 	batches, s.queue, s.backlog = s.queue, nil, 0
 	return batches, s.overflow
 }
 
-// Publish makes a durable batch visible: it queues the changes for every
-// subscriber under their prefixes and updates the leases. The backend
-// calls it in commit order with its records locked (see Backend).
-func (c *Center) Publish(changes []Change, rev uint64) {
-	c.subMu.Lock()
-	for s := range c.subs {
-		s.offer(changes)
+// deliver hands a subscriber the changes of its group after a commit: recs
+// under its prefixes in revision order, and shared, their encoding (nil if
+// made by encode for the first subscriber that needs it).
+func (s *subscriber) deliver(recs []*wire.Record, encode func() []*wire.SharedPush) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
 	}
-	c.subMu.Unlock()
+	if recs[0].Rev <= s.fromRev {
+		// Published before this subscriber's initial batch was taken:
+		// keep only what came after it (the shared encoding does not fit).
+		i := sort.Search(len(recs), func(i int) bool { return recs[i].Rev > s.fromRev })
+		if i == len(recs) {
+			return
+		}
+		recs, encode = recs[i:], nil
+	}
+	if s.live && s.sess.out.Queued() > s.sess.c.opts.MaxConnQueue/2 {
+		// Behind: back to catch-up, at the pace of the connection, until
+		// the queue is empty again (or it falls MaxBacklog changes behind).
+		s.live = false
+	}
+	if !s.live {
+		s.queue = append(s.queue, &pushBatch{recs: recs, rev: recs[len(recs)-1].Rev})
+		s.backlog += len(recs)
+		if s.backlog > s.maxBacklog {
+			// Cut it off now (its push goroutine may be waiting for room
+			// that never comes); it resumes by revision when it returns.
+			s.overflow, s.closed = true, true
+			s.sess.cutOff(fmt.Errorf("%w: subscriber %d fell more than %d changes behind", wire.ErrOverloaded, s.id, s.maxBacklog))
+			return
+		}
+		s.signal()
+		return
+	}
+	var pushes []*wire.SharedPush
+	if encode != nil {
+		pushes = encode()
+	} else {
+		pushes = s.sess.c.encodeChanges(recs)
+	}
+	for _, p := range pushes {
+		head, tail := p.Frame(s.id)
+		s.sess.c.metrics.pushes.Inc()
+		s.sess.c.metrics.pushedRecords.Add(float64(p.Records))
+		if err := s.sess.out.EnqueueParts(head, p.Body, tail); err != nil {
+			s.closed = true
+			if err == wire.ErrOverloaded {
+				s.sess.cutOff(fmt.Errorf("%w: subscriber %d does not read its pushes (more than %d bytes queued)", wire.ErrOverloaded, s.id, s.sess.c.opts.MaxConnQueue))
+			}
+			return
+		}
+	}
+}
+
+// fanout is the queue between Publish and the fan-out goroutine.
+type fanout struct {
+	mu      sync.Mutex
+	pending []pubBatch
+	wake    chan struct{} // capacity 1
+}
+
+type pubBatch struct {
+	changes []Change
+	rev     uint64
+}
+
+// Publish makes a durable batch visible: it queues the batch for the
+// fan-out and updates the leases. The backend calls it in commit order with
+// its records locked (see Backend).
+func (c *Center) Publish(changes []Change, rev uint64) {
+	c.fan.mu.Lock()
+	c.fan.pending = append(c.fan.pending, pubBatch{changes: changes, rev: rev})
+	c.fan.mu.Unlock()
+	select {
+	case c.fan.wake <- struct{}{}:
+	default:
+	}
 
 	now := time.Now()
 	for _, ch := range changes {
@@ -116,11 +185,98 @@ func (c *Center) Publish(changes []Change, rev uint64) {
 	}
 }
 
+// fanoutLoop delivers published batches to the groups, gathering for
+// PushDelay after the first so that a burst goes out in one push.
+func (c *Center) fanoutLoop() {
+	delay := c.opts.PushDelay
+	for {
+		select {
+		case <-c.fan.wake:
+		case <-c.ctx.Done():
+			return
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		c.fan.mu.Lock()
+		batches := c.fan.pending
+		c.fan.pending = nil
+		c.fan.mu.Unlock()
+		if len(batches) > 0 {
+			c.fanOut(batches)
+		}
+	}
+}
+
+func (c *Center) fanOut(batches []pubBatch) {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for _, g := range c.groups {
+		var recs []*wire.Record
+		for _, b := range batches {
+			for _, ch := range b.changes {
+				if ch.Rec != nil && hasAnyPrefix(ch.Key, g.prefixes) {
+					recs = append(recs, ch.Rec)
+				}
+			}
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		var shared []*wire.SharedPush
+		encode := func() []*wire.SharedPush {
+			if shared == nil {
+				shared = c.encodeChanges(recs)
+			}
+			return shared
+		}
+		for s := range g.members {
+			s.deliver(recs, encode)
+		}
+	}
+}
+
+// encodeChanges encodes a change batch as pushes (several if it exceeds
+// half a frame), for any subscriber.
+func (c *Center) encodeChanges(recs []*wire.Record) []*wire.SharedPush {
+	return c.encodePushes(recs, false, nil, recs[len(recs)-1].Rev)
+}
+
+func (c *Center) encodePushes(recs []*wire.Record, snapshot bool, prefixes []string, rev uint64) []*wire.SharedPush {
+	chunks := wire.ChunkRecords(recs, c.opts.MaxFrame/2)
+	out := make([]*wire.SharedPush, len(chunks))
+	for i, ch := range chunks {
+		out[i] = c.encodePush(ch, snapshot, i == 0, prefixes, rev, i < len(chunks)-1)
+	}
+	return out
+}
+
+// encodePush encodes one frame of a batch (the first carries a snapshot's
+// prefixes; all but the last have more set).
+func (c *Center) encodePush(recs []*wire.Record, snapshot, first bool, prefixes []string, rev uint64, more bool) *wire.SharedPush {
+	m := &wire.PushOut{Snapshot: snapshot, Records: recs, Rev: rev, More: more, CenterID: c.ID()}
+	if first {
+		m.Prefixes = prefixes
+	}
+	c.metrics.pushEncodes.Inc()
+	p, err := wire.EncodeSharedPush(m)
+	if err != nil {
+		// Records that were stored cannot fail to encode; if they did,
+		// losing a push silently would be worse than this.
+		panic("registry: encode push: " + err.Error())
+	}
+	return p
+}
+
 // subscribe registers a subscriber and queues its initial batch: the changes
 // since fromRev if the backend can still tell them, else a snapshot of the
 // live records under the prefixes.
-func (c *Center) subscribe(prefixes []string, fromRev uint64) *subscriber {
-	s := newSubscriber(prefixes, c.opts.MaxBacklog)
+func (c *Center) subscribe(sess *session, id uint64, prefixes []string, fromRev uint64) *subscriber {
+	s := &subscriber{id: id, sess: sess, maxBacklog: c.opts.MaxBacklog, notify: make(chan struct{}, 1)}
 	c.backend.Read(func(v View) {
 		b := &pushBatch{rev: v.Rev()}
 		if fromRev > 0 && v.CanResume(fromRev) {
@@ -133,52 +289,151 @@ func (c *Center) subscribe(prefixes []string, fromRev uint64) *subscriber {
 			sort.Slice(b.recs, func(i, j int) bool { return b.recs[i].Rev < b.recs[j].Rev })
 		} else {
 			b.snapshot, b.prefixes = true, prefixes
-			b.recs = c.liveUnder(v, prefixes)
+			b.shared = c.snapshot(v, prefixes).take()
+			b.recs = b.shared.recs
 		}
+		s.fromRev = b.rev
 		s.queue = append(s.queue, b)
 		c.subMu.Lock()
-		c.subs[s] = struct{}{}
+		c.join(s, prefixes)
 		c.subMu.Unlock()
 	})
 	s.signal()
 	return s
 }
 
+// join puts s in the group of prefixes. Called with subMu held.
+func (c *Center) join(s *subscriber, prefixes []string) {
+	key := prefixSetKey(prefixes)
+	g := c.groups[key]
+	if g == nil {
+		g = &group{key: key, prefixes: prefixes, members: make(map[*subscriber]struct{})}
+		c.groups[key] = g
+	}
+	g.members[s] = struct{}{}
+	s.group = g
+}
+
+// leave takes s out of its group. Called with subMu held.
+func (c *Center) leave(s *subscriber) {
+	g := s.group
+	if g == nil {
+		return
+	}
+	delete(g.members, s)
+	if len(g.members) == 0 {
+		delete(c.groups, g.key)
+	}
+	s.group = nil
+}
+
+func prefixSetKey(prefixes []string) string {
+	ps := append([]string(nil), prefixes...)
+	sort.Strings(ps)
+	return strings.Join(ps, "\x00")
+}
+
 // addPrefixes extends a subscription and queues a snapshot of the new
-// prefixes, ordered after every change already queued.
+// prefixes, ordered after every change already queued or sent.
 func (c *Center) addPrefixes(s *subscriber, prefixes []string) {
 	c.backend.Read(func(v View) {
 		c.subMu.Lock()
-		s.prefixes = append(append([]string(nil), s.prefixes...), prefixes...)
-		c.subMu.Unlock()
-		s.push(&pushBatch{snapshot: true, prefixes: prefixes, recs: c.liveUnder(v, prefixes), rev: v.Rev()})
+		defer c.subMu.Unlock()
+		all := append(append([]string(nil), s.group.prefixes...), prefixes...)
+		c.leave(s)
+		c.join(s, all)
+		snap := c.snapshot(v, prefixes).take()
+		s.mu.Lock()
+		s.live = false
+		s.fromRev = v.Rev()
+		s.queue = append(s.queue, &pushBatch{snapshot: true, prefixes: prefixes, recs: snap.recs, rev: v.Rev(), shared: snap})
+		s.mu.Unlock()
+		s.signal()
 	})
 }
 
 func (c *Center) unsubscribe(s *subscriber) {
 	c.subMu.Lock()
-	delete(c.subs, s)
+	c.leave(s)
 	c.subMu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
 
-// snapshotCache keeps the snapshots taken at one revision, by prefix set,
-// so that subscriptions to the same prefixes at the same revision (a fill
-// storm: every agent of a fleet reconnecting at once) share one scan and
-// one slice instead of a scan and a copy each.
+// sharedSnapshot is the snapshot of one prefix set at one revision, shared
+// by every subscription that takes it (a fill storm: every agent of a fleet
+// reconnecting at once): one scan, one sorted slice, and each frame encoded
+// once, by the first taker that sends it. A frame is kept only until every
+// taker has sent it, so memory holds the frames in flight, not the whole
+// encoded snapshot (a late taker encodes a dropped frame again).
+type sharedSnapshot struct {
+	recs     []*wire.Record
+	prefixes []string
+	rev      uint64
+
+	mu     sync.Mutex
+	chunks [][]*wire.Record
+	frames []*wire.SharedPush
+	sent   []int // takers that have sent each frame
+	takers int
+}
+
+// take counts one more subscriber that will send this snapshot.
+func (sn *sharedSnapshot) take() *sharedSnapshot {
+	sn.mu.Lock()
+	sn.takers++
+	sn.mu.Unlock()
+	return sn
+}
+
+// frameCount is the number of frames of the snapshot.
+func (sn *sharedSnapshot) frameCount(c *Center) int {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.chunks == nil {
+		sn.chunks = wire.ChunkRecords(sn.recs, c.opts.MaxFrame/2)
+		sn.frames = make([]*wire.SharedPush, len(sn.chunks))
+		sn.sent = make([]int, len(sn.chunks))
+	}
+	return len(sn.chunks)
+}
+
+// frame returns frame i (after frameCount), encoding it if nobody has yet.
+func (sn *sharedSnapshot) frame(c *Center, i int) *wire.SharedPush {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.frames[i] == nil {
+		sn.frames[i] = c.encodePush(sn.chunks[i], true, i == 0, sn.prefixes, sn.rev, i < len(sn.chunks)-1)
+	}
+	return sn.frames[i]
+}
+
+// sentFrame records that one taker has queued frame i; the last drops it.
+func (sn *sharedSnapshot) sentFrame(i int) {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.sent[i]++; sn.sent[i] >= sn.takers {
+		sn.frames[i] = nil
+	}
+}
+
+// snapshotCache keeps the snapshots taken at one revision, by prefix set.
 type snapshotCache struct {
 	mu   sync.Mutex
 	rev  uint64
-	byPS map[string][]*wire.Record
+	byPS map[string]*sharedSnapshot
 }
 
 // maxSharedSnapshots bounds the distinct prefix sets kept for one revision.
 const maxSharedSnapshots = 64
 
-func (sc *snapshotCache) init() { sc.byPS = make(map[string][]*wire.Record) }
+func (sc *snapshotCache) init() { sc.byPS = make(map[string]*sharedSnapshot) }
 
-// liveUnder returns the live records under any of prefixes, sorted by key,
-// from view v. The result is shared and must never be modified.
-func (c *Center) liveUnder(v View, prefixes []string) []*wire.Record {
+// snapshot returns the live records under any of prefixes, sorted by key,
+// from view v, shared with every other taker at this revision (they must
+// never be modified).
+func (c *Center) snapshot(v View, prefixes []string) *sharedSnapshot {
 	sc := &c.snaps
 	key := strings.Join(prefixes, "\x00")
 	rev := v.Rev()
@@ -187,10 +442,10 @@ func (c *Center) liveUnder(v View, prefixes []string) []*wire.Record {
 		clear(sc.byPS)
 		sc.rev = rev
 	}
-	recs, ok := sc.byPS[key]
+	sn, ok := sc.byPS[key]
 	sc.mu.Unlock()
 	if ok {
-		return recs
+		return sn
 	}
 	out := make([]*wire.Record, 0)
 	v.Scan(func(r *wire.Record) bool {
@@ -200,11 +455,11 @@ func (c *Center) liveUnder(v View, prefixes []string) []*wire.Record {
 		return true
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	out = out[:len(out):len(out)]
+	sn = &sharedSnapshot{recs: out[:len(out):len(out)], prefixes: prefixes, rev: rev}
 	sc.mu.Lock()
 	if sc.rev == rev && len(sc.byPS) < maxSharedSnapshots {
-		sc.byPS[key] = out
+		sc.byPS[key] = sn
 	}
 	sc.mu.Unlock()
-	return out
+	return sn
 }

@@ -61,6 +61,35 @@ func (o *Outbox) Enqueue(b []byte) error {
 	return o.put(queued{b: b})
 }
 
+// Queued is the number of bytes queued and not yet written.
+func (o *Outbox) Queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
+}
+
+// EnqueueParts queues one frame made of several parts, written one after
+// the other (a push's shared body between its subscriber's own head and
+// tail, see SharedPush), with Enqueue's results.
+func (o *Outbox) EnqueueParts(parts ...[]byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	for _, p := range parts {
+		o.frames = append(o.frames, queued{b: p})
+		o.bytes += len(p)
+	}
+	over := o.limit > 0 && o.bytes > o.limit
+	o.mu.Unlock()
+	o.wake()
+	if over {
+		return ErrOverloaded
+	}
+	return nil
+}
+
 func (o *Outbox) put(q queued) error {
 	o.mu.Lock()
 	if o.closing {
