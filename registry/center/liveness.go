@@ -1,6 +1,7 @@
 package center
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 
@@ -13,17 +14,29 @@ import (
 // receives are forwarded to the peer (touches) so both centers can judge
 // liveness; an instance known only through the peer gets extra slack for
 // the forwarding delay.
+//
+// Expiry does work in proportion to what comes due, not to what is
+// registered: leases wait in a heap by the deadline they had when they were
+// scheduled. A heartbeat only moves the lease's deadline; when the heap
+// brings the lease up, a lease whose deadline has moved is scheduled again
+// at its new one. So each lease passes through the heap about once a TTL,
+// and a sweep of an idle center with 100K instances touches nothing.
 type liveness struct {
-	c *Center
+	c   *Center
+	now func() time.Time // time.Now; tests set their own clock
 
-	mu      sync.Mutex
-	leases  map[string]*lease
-	byConn  map[uint64]map[string]struct{}
-	touched map[string]struct{} // heartbeated here since the last forward to the peer
-	holding map[string]bool     // services under self-preservation now
+	mu         sync.Mutex
+	leases     map[string]*lease
+	due        dueHeap
+	perSvc     map[string]int // leases per service, for self-preservation
+	byConn     map[uint64]map[string]struct{}
+	touched    map[string]struct{} // heartbeated here since the last forward to the peer
+	holding    map[string]bool     // services under self-preservation now
+	heldLeases map[*lease]struct{} // past their deadline, held back
 }
 
 type lease struct {
+	key       string
 	service   string
 	version   wire.Version // the instance record this lease belongs to
 	ttl       time.Duration
@@ -32,13 +45,37 @@ type lease struct {
 	heldSince time.Time // nonzero: held back by self-preservation
 }
 
+// dueEntry schedules a lease at a deadline it had; the lease may since have
+// been replaced (then the entry is dropped) or renewed (rescheduled).
+type dueEntry struct {
+	at time.Time
+	l  *lease
+}
+
+// dueHeap is a min-heap of dueEntry by at.
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
 func newLiveness(c *Center) *liveness {
 	return &liveness{
-		c:       c,
-		leases:  make(map[string]*lease),
-		byConn:  make(map[uint64]map[string]struct{}),
-		touched: make(map[string]struct{}),
-		holding: make(map[string]bool),
+		c:          c,
+		now:        time.Now,
+		leases:     make(map[string]*lease),
+		perSvc:     make(map[string]int),
+		byConn:     make(map[uint64]map[string]struct{}),
+		touched:    make(map[string]struct{}),
+		holding:    make(map[string]bool),
+		heldLeases: make(map[*lease]struct{}),
 	}
 }
 
@@ -57,10 +94,13 @@ func (l *liveness) upsert(r *wire.Record, connID uint64, now time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if old := l.leases[r.Key]; old != nil && old.connID != 0 {
-		l.untie(r.Key, old.connID)
+	if old := l.leases[r.Key]; old != nil {
+		l.drop(old)
 	}
-	l.leases[r.Key] = &lease{service: service, version: r.Version, ttl: ttl, deadline: deadline, connID: connID}
+	ls := &lease{key: r.Key, service: service, version: r.Version, ttl: ttl, deadline: deadline, connID: connID}
+	l.leases[r.Key] = ls
+	l.perSvc[service]++
+	heap.Push(&l.due, dueEntry{at: deadline, l: ls})
 	if connID != 0 {
 		set := l.byConn[connID]
 		if set == nil {
@@ -84,17 +124,27 @@ func (l *liveness) remove(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old := l.leases[key]; old != nil {
-		if old.connID != 0 {
-			l.untie(key, old.connID)
-		}
-		delete(l.leases, key)
+		l.drop(old)
+	}
+}
+
+// drop forgets a lease (its heap entries are dropped when they come up).
+// Called with mu held.
+func (l *liveness) drop(ls *lease) {
+	if ls.connID != 0 {
+		l.untie(ls.key, ls.connID)
+	}
+	delete(l.leases, ls.key)
+	delete(l.heldLeases, ls)
+	if l.perSvc[ls.service]--; l.perSvc[ls.service] <= 0 {
+		delete(l.perSvc, ls.service)
 	}
 }
 
 // touch renews leases; it returns the keys that have none (the caller must
 // re-register them).
 func (l *liveness) touch(keys []string, fromPeer bool) (missing []string) {
-	now := time.Now()
+	now := l.now()
 	slack := l.c.opts.TTLGrace
 	if fromPeer {
 		slack += l.peerSlack()
@@ -133,7 +183,7 @@ func (l *liveness) takeTouched() []string {
 
 // connClosed starts the disconnect grace of every instance tied to connID.
 func (l *liveness) connClosed(connID uint64) {
-	limit := time.Now().Add(l.c.opts.DisconnectGrace)
+	limit := l.now().Add(l.c.opts.DisconnectGrace)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k := range l.byConn[connID] {
@@ -141,6 +191,7 @@ func (l *liveness) connClosed(connID uint64) {
 			ls.connID = 0
 			if ls.deadline.After(limit) {
 				ls.deadline = limit
+				heap.Push(&l.due, dueEntry{at: limit, l: ls}) // sooner than it was scheduled
 			}
 		}
 	}
@@ -165,41 +216,64 @@ func (l *liveness) sweepLoop() {
 func (l *liveness) sweep(now time.Time) {
 	opts := l.c.opts
 	l.mu.Lock()
-	total := make(map[string]int)
-	expired := make(map[string][]string)
-	for k, ls := range l.leases {
-		total[ls.service]++
-		if now.After(ls.deadline) {
-			expired[ls.service] = append(expired[ls.service], k)
+	// What came due: leases past their deadline (and those held back
+	// before, looked at again), by service.
+	expired := make(map[string][]*lease)
+	seen := make(map[*lease]bool)
+	add := func(ls *lease) {
+		if !seen[ls] {
+			seen[ls] = true
+			expired[ls.service] = append(expired[ls.service], ls)
+		}
+	}
+	for ls := range l.heldLeases {
+		if l.leases[ls.key] == ls && !now.Before(ls.deadline) {
+			add(ls)
+		}
+	}
+	clear(l.heldLeases)
+	for l.due.Len() > 0 && !now.Before(l.due[0].at) {
+		e := heap.Pop(&l.due).(dueEntry)
+		ls := e.l
+		switch {
+		case l.leases[ls.key] != ls:
+			// replaced or removed since it was scheduled
+		case now.Before(ls.deadline):
+			heap.Push(&l.due, dueEntry{at: ls.deadline, l: ls}) // renewed: schedule again
+		default:
+			add(ls)
 		}
 	}
 	var ops []Op
 	held := 0
-	for svc, keys := range expired {
-		if opts.SelfPreservation > 0 && len(keys) >= opts.SelfPreservationMin &&
-			float64(len(keys)) > opts.SelfPreservation*float64(total[svc]) {
+	for svc, due := range expired {
+		if opts.SelfPreservation > 0 && len(due) >= opts.SelfPreservationMin &&
+			float64(len(due)) > opts.SelfPreservation*float64(l.perSvc[svc]) {
 			if !l.holding[svc] {
 				l.holding[svc] = true
 				l.c.metrics.holds.Inc()
 				l.c.log.Warn("self-preservation: holding a mass expiry", "service", svc,
-					"expiring", len(keys), "instances", total[svc], "max_hold", opts.SelfPreservationMaxHold)
+					"expiring", len(due), "instances", l.perSvc[svc], "max_hold", opts.SelfPreservationMaxHold)
 			}
-			release := keys[:0]
-			for _, k := range keys {
-				ls := l.leases[k]
+			release := due[:0]
+			for _, ls := range due {
 				if ls.heldSince.IsZero() {
 					ls.heldSince = now
 				}
 				if now.Sub(ls.heldSince) > opts.SelfPreservationMaxHold {
-					release = append(release, k)
+					release = append(release, ls)
 				} else {
 					held++
+					l.heldLeases[ls] = struct{}{}
 				}
 			}
-			keys = release
+			due = release
 		}
-		for _, k := range keys {
-			ops = append(ops, Op{Kind: OpExpire, Key: k, Expect: l.leases[k].version})
+		for _, ls := range due {
+			ops = append(ops, Op{Kind: OpExpire, Key: ls.key, Expect: ls.version})
+			// Looked at again next sweep if the expiry does not happen (a
+			// newer record, a failing store): the commit removes it.
+			l.heldLeases[ls] = struct{}{}
 		}
 	}
 	for svc := range l.holding {
