@@ -548,8 +548,7 @@ func (s *session) sendPush(subID uint64, b *pushBatch) error {
 		// can rely on the count including it.
 		s.c.metrics.pushes.Inc()
 		s.c.metrics.pushedRecords.Add(float64(p.Records))
-		head, tail := p.Frame(subID)
-		err := s.out.EnqueueParts(head, p.Body, tail)
+		err := s.out.EnqueueParts(p.Head, p.Body, wire.PushTail(subID))
 		if sn != nil {
 			sn.sentFrame(i)
 		}

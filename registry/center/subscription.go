@@ -44,6 +44,7 @@ type group struct {
 // after the revision of its initial batch.
 type subscriber struct {
 	id    uint64 // the client's sub_id
+	tail  []byte // wire.PushTail(id): its own end of every push
 	sess  *session
 	group *group // guarded by Center.subMu
 
@@ -131,10 +132,9 @@ func (s *subscriber) deliver(recs []*wire.Record, encode func() []*wire.SharedPu
 		pushes = s.sess.c.encodeChanges(recs)
 	}
 	for _, p := range pushes {
-		head, tail := p.Frame(s.id)
 		s.sess.c.metrics.pushes.Inc()
 		s.sess.c.metrics.pushedRecords.Add(float64(p.Records))
-		if err := s.sess.out.EnqueueParts(head, p.Body, tail); err != nil {
+		if err := s.sess.out.EnqueueParts(p.Head, p.Body, s.tail); err != nil {
 			s.closed = true
 			if err == wire.ErrOverloaded {
 				s.sess.cutOff(fmt.Errorf("%w: subscriber %d does not read its pushes (more than %d bytes queued)", wire.ErrOverloaded, s.id, s.sess.c.opts.MaxConnQueue))
@@ -276,7 +276,7 @@ func (c *Center) encodePush(recs []*wire.Record, snapshot, first bool, prefixes 
 // since fromRev if the backend can still tell them, else a snapshot of the
 // live records under the prefixes.
 func (c *Center) subscribe(sess *session, id uint64, prefixes []string, fromRev uint64) *subscriber {
-	s := &subscriber{id: id, sess: sess, maxBacklog: c.opts.MaxBacklog, notify: make(chan struct{}, 1)}
+	s := &subscriber{id: id, tail: wire.PushTail(id), sess: sess, maxBacklog: c.opts.MaxBacklog, notify: make(chan struct{}, 1)}
 	c.backend.Read(func(v View) {
 		b := &pushBatch{rev: v.Rev()}
 		if fromRev > 0 && v.CanResume(fromRev) {

@@ -182,11 +182,14 @@ func (o *Outbox) Run(nc net.Conn) {
 		}
 		close(o.done)
 	}()
+	// The two queues are swapped rather than reallocated at each wake-up
+	// (a busy connection would otherwise grow a new one every time).
+	var spare []queued
 	for {
 		<-o.signal
 		o.mu.Lock()
 		frames, closing := o.frames, o.closing
-		o.frames, o.bytes = nil, 0
+		o.frames, o.bytes = spare[:0], 0
 		o.mu.Unlock()
 		nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		var err error
@@ -203,6 +206,12 @@ func (o *Outbox) Run(nc net.Conn) {
 		o.release(charged)
 		if err != nil || closing {
 			return
+		}
+		clear(frames) // let written frames go
+		if cap(frames) <= 256 {
+			spare = frames[:0]
+		} else {
+			spare = nil
 		}
 		select {
 		case o.drained <- struct{}{}:

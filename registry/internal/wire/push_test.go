@@ -20,8 +20,7 @@ func TestSharedPushIsAPushFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []uint64{0, 1, 127, 128, 255, 256, 65535, 65536, 1 << 32, 1<<64 - 1} {
-			head, tail := sp.Frame(id)
-			frame := append(append(append([]byte(nil), head...), sp.Body...), tail...)
+			frame := append(append(append([]byte(nil), sp.Head...), sp.Body...), PushTail(id)...)
 			p, err := ReadFrame(bytes.NewReader(frame), DefaultMaxFrame)
 			if err != nil {
 				t.Fatalf("id %d: %v", id, err)
