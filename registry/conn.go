@@ -110,7 +110,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		nc:       nc,
 		opts:     opts,
 		maxFrame: opts.MaxFrame,
-		out:      wire.NewOutbox(0, 64<<10, nil),
+		out:      wire.NewOutbox(0, nil),
 		pending:  make(map[uint64]*call),
 		subs:     make(map[uint64]*Subscription),
 		closed:   make(chan struct{}),

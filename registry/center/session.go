@@ -57,8 +57,11 @@ const (
 	// (a value is at most MaxValueLen). Only the peer sends batches of
 	// records, up to MaxFrame.
 	maxClientFrame = 1 << 20
-	// connBufSize is the size of a connection's read and write buffers.
-	connBufSize = 16 << 10
+	// connReadBuf is the size of a connection's read buffer: small, because
+	// every idle agent holds one, and a frame larger than it is read
+	// straight into its own memory anyway. (Writes need no buffer of their
+	// own: see wire.Outbox.)
+	connReadBuf = 4 << 10
 )
 
 func newSession(c *Center, nc net.Conn) *session {
@@ -70,7 +73,7 @@ func newSession(c *Center, nc net.Conn) *session {
 		maxFrame: maxHelloFrame,
 		subs:     make(map[uint64]*subscriber),
 	}
-	s.out = wire.NewOutbox(c.opts.MaxConnQueue, connBufSize, c.outbound)
+	s.out = wire.NewOutbox(c.opts.MaxConnQueue, c.outbound)
 	s.done = s.out.Done()
 	return s
 }
@@ -101,9 +104,7 @@ func (s *session) serve() {
 		s.c.dropSession(s)
 		m.connections.Dec()
 	}()
-	// Small buffers: an idle connection should cost little, and a frame
-	// larger than the buffer is read straight into its own memory anyway.
-	br := bufio.NewReaderSize(s.nc, connBufSize)
+	br := bufio.NewReaderSize(s.nc, connReadBuf)
 	if err := s.handshake(br); err != nil {
 		if errors.Is(err, errProbe) {
 			// A health check or a port scan: nothing to tell anyone.

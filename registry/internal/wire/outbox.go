@@ -30,7 +30,6 @@ type Outbox struct {
 	drained chan struct{} // capacity 1: run wrote out what was queued
 	done    chan struct{} // closed when run has closed the connection
 	limit   int           // queued bytes beyond which enqueue reports overload
-	bufSize int           // of the writer's buffer
 	shared  *semaphore.Weighted
 	ctx     context.Context // cancelled when the Outbox closes: ends budget waits
 	cancel  context.CancelFunc
@@ -49,8 +48,8 @@ const LargeFrame = 64 << 10
 
 // NewOutbox returns an outbox; limit 0 means unbounded, shared nil means no
 // center-wide budget (a client's side of a connection).
-func NewOutbox(limit, bufSize int, shared *semaphore.Weighted) *Outbox {
-	o := &Outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, bufSize: bufSize, shared: shared}
+func NewOutbox(limit int, shared *semaphore.Weighted) *Outbox {
+	o := &Outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, shared: shared}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	return o
 }
@@ -169,7 +168,7 @@ func (o *Outbox) IsClosing() bool {
 // for WriteTimeout closes the connection: a client that does not read is
 // cut off rather than buffered for.
 func (o *Outbox) Run(nc net.Conn) {
-	bw := bufio.NewWriterSize(nc, o.bufSize)
+	var iov net.Buffers
 	defer func() {
 		nc.Close()
 		o.Close(nil)
@@ -192,16 +191,10 @@ func (o *Outbox) Run(nc net.Conn) {
 		o.frames, o.bytes = spare[:0], 0
 		o.mu.Unlock()
 		nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
-		var err error
+		err := writeFrames(nc, frames, &iov)
 		var charged int64
 		for _, q := range frames {
-			if err == nil {
-				_, err = bw.Write(q.b)
-			}
 			charged += q.charged
-		}
-		if err == nil {
-			err = bw.Flush()
 		}
 		o.release(charged)
 		if err != nil || closing {
@@ -219,6 +212,45 @@ func (o *Outbox) Run(nc net.Conn) {
 		}
 	}
 }
+
+// writeFrames sends frames in as few system calls as it can: gathered
+// with writev on a plain TCP connection (a push's shared body is not even
+// copied), through a pooled buffer otherwise (over TLS each small write
+// would be a record of its own). A connection that is idle holds no write
+// buffer either way.
+func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
+	if _, ok := nc.(*net.TCPConn); ok {
+		bufs := (*iov)[:0]
+		for _, q := range frames {
+			bufs = append(bufs, q.b)
+		}
+		v := bufs // WriteTo consumes v; bufs keeps the backing array
+		_, err := v.WriteTo(nc)
+		clear(bufs)
+		if cap(bufs) <= 1024 {
+			*iov = bufs[:0]
+		} else {
+			*iov = nil
+		}
+		return err
+	}
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	defer func() {
+		bw.Reset(nil)
+		writers.Put(bw)
+	}()
+	for _, q := range frames {
+		if _, err := bw.Write(q.b); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// writers are the write buffers of connections that are not plain TCP,
+// shared: a connection takes one only while it writes.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 // waitRoom blocks until at most n bytes are queued, so that a producer of
 // many frames (a large snapshot) goes at the pace of the connection instead
