@@ -149,6 +149,9 @@ type fanout struct {
 	mu      sync.Mutex
 	pending []pubBatch
 	wake    chan struct{} // capacity 1
+	// round is held while published batches are delivered, so that
+	// addPrefixes can deliver what is pending before it takes a snapshot.
+	round sync.Mutex
 }
 
 type pubBatch struct {
@@ -202,13 +205,20 @@ func (c *Center) fanoutLoop() {
 				return
 			}
 		}
-		c.fan.mu.Lock()
-		batches := c.fan.pending
-		c.fan.pending = nil
-		c.fan.mu.Unlock()
-		if len(batches) > 0 {
-			c.fanOut(batches)
-		}
+		c.deliverPending()
+	}
+}
+
+// deliverPending delivers the batches published so far.
+func (c *Center) deliverPending() {
+	c.fan.round.Lock()
+	defer c.fan.round.Unlock()
+	c.fan.mu.Lock()
+	batches := c.fan.pending
+	c.fan.pending = nil
+	c.fan.mu.Unlock()
+	if len(batches) > 0 {
+		c.fanOut(batches)
 	}
 }
 
@@ -337,6 +347,10 @@ func prefixSetKey(prefixes []string) string {
 // prefixes, ordered after every change already queued or sent.
 func (c *Center) addPrefixes(s *subscriber, prefixes []string) {
 	c.backend.Read(func(v View) {
+		// Nothing is published while the view is held: deliver what was
+		// (to the subscriber's old prefixes), so that every change up to
+		// the snapshot's revision is queued before it and none after.
+		c.deliverPending()
 		c.subMu.Lock()
 		defer c.subMu.Unlock()
 		all := append(append([]string(nil), s.group.prefixes...), prefixes...)
@@ -345,7 +359,6 @@ func (c *Center) addPrefixes(s *subscriber, prefixes []string) {
 		snap := c.snapshot(v, prefixes).take()
 		s.mu.Lock()
 		s.live = false
-		s.fromRev = v.Rev()
 		s.queue = append(s.queue, &pushBatch{snapshot: true, prefixes: prefixes, recs: snap.recs, rev: v.Rev(), shared: snap})
 		s.mu.Unlock()
 		s.signal()

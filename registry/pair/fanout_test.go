@@ -1,6 +1,7 @@
 package pair
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -23,6 +24,7 @@ type mirror struct {
 	prefixes []string
 	mu       sync.Mutex
 	kv       map[string]string
+	keyRev   map[string]uint64 // the revision of what kv holds for a key
 	rev      uint64
 	batches  int
 }
@@ -46,6 +48,10 @@ func (m *mirror) apply(b registry.Batch) {
 		if !hasPrefix(r.Key, m.prefixes) {
 			m.t.Errorf("%s: got %s, outside its prefixes %q", m.name, r.Key, m.prefixes)
 		}
+		if r.Rev < m.keyRev[r.Key] {
+			m.t.Errorf("%s: %s went back from revision %d to %d", m.name, r.Key, m.keyRev[r.Key], r.Rev)
+		}
+		m.keyRev[r.Key] = r.Rev
 		if r.Deleted {
 			delete(m.kv, r.Key)
 		} else {
@@ -91,7 +97,7 @@ func TestFanOutModel(t *testing.T) {
 	var mirrors []*mirror
 	var mmu sync.Mutex
 	follow := func(i int, prefixes []string, add []string) {
-		m := &mirror{t: t, name: fmt.Sprintf("sub%d%q", i, prefixes), prefixes: append([]string(nil), prefixes...), kv: map[string]string{}}
+		m := &mirror{t: t, name: fmt.Sprintf("sub%d%q", i, prefixes), prefixes: append([]string(nil), prefixes...), kv: map[string]string{}, keyRev: map[string]uint64{}}
 		sub, err := conns[i%2].Subscribe(ctx, prefixes, 0)
 		if err != nil {
 			t.Error(err)
@@ -281,4 +287,46 @@ func TestSlowSubscriberDoesNotHoldBackOthers(t *testing.T) {
 		t.Fatal("the reading subscriber did not get every change")
 	}
 	eventually(t, 5*time.Second, "the slow connection cut off", func() bool { return metric(t, c, "cut_off_total") == 1 && metric(t, c, "connections") == 2 })
+}
+
+// TestAddPrefixesKeepsPendingChanges: changes published but not yet pushed
+// (the fan-out gathers for PushDelay) when a subscription adds prefixes
+// still reach it, before the new prefixes' snapshot, and none goes back.
+func TestAddPrefixesKeepsPendingChanges(t *testing.T) {
+	c := testCenter(t, Options{Options: center.Options{Insecure: true, PushDelay: 300 * time.Millisecond}})
+	ctx := tctx(t)
+	admin := dialT(t, c.Addr().String(), registry.DialOptions{Role: wire.RoleAdmin})
+	conn := dialT(t, c.Addr().String(), registry.DialOptions{})
+	sub, err := conn.Subscribe(ctx, []string{"cfg/"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mirror{t: t, name: "sub", prefixes: []string{"cfg/", "app/"}, kv: map[string]string{}, keyRev: map[string]uint64{}}
+	b, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.apply(b)
+	if _, err := admin.Put(ctx, "cfg/a", []byte("1")); err != nil { // pending for 300ms
+		t.Fatal(err)
+	}
+	if _, err := admin.Put(ctx, "app/b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.AddPrefixes(ctx, []string{"app/"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"cfg/a": "1", "app/b": "2"}
+	deadline := time.Now().Add(3 * time.Second)
+	for m.equals(want) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal(m.equals(want))
+		}
+		nctx, cancel := context.WithTimeout(ctx, time.Second)
+		b, err := sub.Next(nctx)
+		cancel()
+		if err == nil {
+			m.apply(b)
+		}
+	}
 }
