@@ -18,6 +18,8 @@ type centerMetrics struct {
 	pushedRecords   prometheus.Counter
 	pushEncodes     prometheus.Counter
 	cutOff          prometheus.Counter
+	snapshotsTaken  prometheus.Counter
+	snapshotsShared prometheus.Counter
 	refusedConns    *prometheus.CounterVec
 	probes          prometheus.Counter
 	healthy         prometheus.Gauge
@@ -45,6 +47,8 @@ func newCenterMetrics(reg prometheus.Registerer, records func() float64) (*cente
 		holds:           c("self_preservation_events_total", "Times self-preservation held back a mass expiry."),
 		pushes:          c("pushes_total", "Push frames sent to subscribers."),
 		pushedRecords:   c("pushed_records_total", "Records pushed to subscribers."),
+		snapshotsTaken:  c("snapshots_taken_total", "Snapshots made for subscriptions (a scan and a sort of the records under their prefixes)."),
+		snapshotsShared: c("snapshots_shared_total", "Subscriptions given a snapshot another had taken (with the changes since)."),
 		cutOff:          c("cut_off_total", "Connections closed for not keeping up with their pushes or replies."),
 		pushEncodes:     c("push_encodes_total", "Push frames encoded (each is sent to every subscriber of the same prefixes that needs it)."),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "connections_refused_total",
@@ -60,7 +64,7 @@ func newCenterMetrics(reg prometheus.Registerer, records func() float64) (*cente
 			return nil, err
 		}
 		for _, col := range []prometheus.Collector{m.connections, m.connectionsSeen, m.badFrames, m.registrations,
-			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.pushes, m.pushedRecords, m.pushEncodes, m.cutOff,
+			m.heartbeats, m.writes, m.expiries, m.held, m.holds, m.pushes, m.pushedRecords, m.pushEncodes, m.cutOff, m.snapshotsTaken, m.snapshotsShared,
 			m.refusedConns, m.probes, m.healthy, m.storeFailures} {
 			if err := reg.Register(col); err != nil {
 				return nil, err

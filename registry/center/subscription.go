@@ -288,8 +288,8 @@ func (c *Center) encodePush(recs []*wire.Record, snapshot, first bool, prefixes 
 func (c *Center) subscribe(sess *session, id uint64, prefixes []string, fromRev uint64) *subscriber {
 	s := &subscriber{id: id, tail: wire.PushTail(id), sess: sess, maxBacklog: c.opts.MaxBacklog, notify: make(chan struct{}, 1)}
 	c.backend.Read(func(v View) {
-		b := &pushBatch{rev: v.Rev()}
 		if fromRev > 0 && v.CanResume(fromRev) {
+			b := &pushBatch{rev: v.Rev()} // sent even if empty: it says where the subscriber is
 			v.Scan(func(r *wire.Record) bool {
 				if r.Rev > fromRev && hasAnyPrefix(r.Key, prefixes) {
 					b.recs = append(b.recs, r)
@@ -297,13 +297,15 @@ func (c *Center) subscribe(sess *session, id uint64, prefixes []string, fromRev 
 				return true
 			})
 			sort.Slice(b.recs, func(i, j int) bool { return b.recs[i].Rev < b.recs[j].Rev })
+			s.queue = append(s.queue, b)
 		} else {
-			b.snapshot, b.prefixes = true, prefixes
-			b.shared = c.snapshot(v, prefixes).take()
-			b.recs = b.shared.recs
+			sn, delta := c.snapshot(v, prefixes, false)
+			s.queue = append(s.queue, &pushBatch{snapshot: true, prefixes: prefixes, recs: sn.recs, rev: sn.rev, shared: sn.take()})
+			if len(delta) > 0 {
+				s.queue = append(s.queue, &pushBatch{recs: delta, rev: delta[len(delta)-1].Rev})
+			}
 		}
-		s.fromRev = b.rev
-		s.queue = append(s.queue, b)
+		s.fromRev = v.Rev()
 		c.subMu.Lock()
 		c.join(s, prefixes)
 		c.subMu.Unlock()
@@ -356,10 +358,13 @@ func (c *Center) addPrefixes(s *subscriber, prefixes []string) {
 		all := append(append([]string(nil), s.group.prefixes...), prefixes...)
 		c.leave(s)
 		c.join(s, all)
-		snap := c.snapshot(v, prefixes).take()
+		sn, delta := c.snapshot(v, prefixes, true)
 		s.mu.Lock()
 		s.live = false
-		s.queue = append(s.queue, &pushBatch{snapshot: true, prefixes: prefixes, recs: snap.recs, rev: v.Rev(), shared: snap})
+		s.queue = append(s.queue, &pushBatch{snapshot: true, prefixes: prefixes, recs: sn.recs, rev: sn.rev, shared: sn.take()})
+		if len(delta) > 0 {
+			s.queue = append(s.queue, &pushBatch{recs: delta, rev: delta[len(delta)-1].Rev})
+		}
 		s.mu.Unlock()
 		s.signal()
 	})
@@ -384,6 +389,7 @@ type sharedSnapshot struct {
 	recs     []*wire.Record
 	prefixes []string
 	rev      uint64
+	taken    time.Time
 
 	mu     sync.Mutex
 	chunks [][]*wire.Record
@@ -431,34 +437,53 @@ func (sn *sharedSnapshot) sentFrame(i int) {
 	}
 }
 
-// snapshotCache keeps the snapshots taken at one revision, by prefix set.
+// snapshotCache keeps the latest snapshot of each prefix set, so that a
+// subscription shortly after another takes the same snapshot and only the
+// changes since (a fill storm while writes go on: every subscription sees
+// a different revision, yet they share one snapshot).
 type snapshotCache struct {
 	mu   sync.Mutex
-	rev  uint64
 	byPS map[string]*sharedSnapshot
 }
 
-// maxSharedSnapshots bounds the distinct prefix sets kept for one revision.
-const maxSharedSnapshots = 64
+const (
+	// maxSharedSnapshots bounds the prefix sets kept.
+	maxSharedSnapshots = 64
+	// snapshotReuse is how long a snapshot is handed out again (with the
+	// changes since it): past that a fresh one is cheaper than the delta.
+	snapshotReuse = 2 * time.Second
+)
 
 func (sc *snapshotCache) init() { sc.byPS = make(map[string]*sharedSnapshot) }
 
-// snapshot returns the live records under any of prefixes, sorted by key,
-// from view v, shared with every other taker at this revision (they must
-// never be modified).
-func (c *Center) snapshot(v View, prefixes []string) *sharedSnapshot {
+// snapshot returns a snapshot of the live records under any of prefixes,
+// sorted by key, as of view v: a shared one (whose records must never be
+// modified), perhaps taken at an earlier revision, and then delta, the
+// changes under the prefixes since that revision, in revision order.
+//
+// Only a new subscription may start from an earlier revision: one that adds
+// prefixes has seen later changes, possibly of the same keys (prefixes may
+// overlap), and must not see them go back, so it gets a fresh snapshot
+// (fresh reports that).
+func (c *Center) snapshot(v View, prefixes []string, fresh bool) (sn *sharedSnapshot, delta []*wire.Record) {
 	sc := &c.snaps
-	key := strings.Join(prefixes, "\x00")
+	key := prefixSetKey(prefixes)
 	rev := v.Rev()
 	sc.mu.Lock()
-	if sc.rev != rev {
-		clear(sc.byPS)
-		sc.rev = rev
-	}
-	sn, ok := sc.byPS[key]
+	sn = sc.byPS[key]
 	sc.mu.Unlock()
-	if ok {
-		return sn
+	if sn != nil && (sn.rev == rev || !fresh && sn.rev < rev && time.Since(sn.taken) < snapshotReuse && v.CanResume(sn.rev)) {
+		if sn.rev < rev {
+			v.Scan(func(r *wire.Record) bool {
+				if r.Rev > sn.rev && hasAnyPrefix(r.Key, prefixes) {
+					delta = append(delta, r)
+				}
+				return true
+			})
+			sort.Slice(delta, func(i, j int) bool { return delta[i].Rev < delta[j].Rev })
+		}
+		c.metrics.snapshotsShared.Inc()
+		return sn, delta
 	}
 	out := make([]*wire.Record, 0)
 	v.Scan(func(r *wire.Record) bool {
@@ -468,11 +493,20 @@ func (c *Center) snapshot(v View, prefixes []string) *sharedSnapshot {
 		return true
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	sn = &sharedSnapshot{recs: out[:len(out):len(out)], prefixes: prefixes, rev: rev}
+	sn = &sharedSnapshot{recs: out[:len(out):len(out)], prefixes: prefixes, rev: rev, taken: time.Now()}
+	c.metrics.snapshotsTaken.Inc()
 	sc.mu.Lock()
-	if sc.rev == rev && len(sc.byPS) < maxSharedSnapshots {
+	if _, ok := sc.byPS[key]; ok || len(sc.byPS) < maxSharedSnapshots {
 		sc.byPS[key] = sn
+	} else {
+		for k, old := range sc.byPS { // full: replace one that is too old to share
+			if time.Since(old.taken) >= snapshotReuse {
+				delete(sc.byPS, k)
+				sc.byPS[key] = sn
+				break
+			}
+		}
 	}
 	sc.mu.Unlock()
-	return sn
+	return sn, nil
 }

@@ -330,3 +330,57 @@ func TestAddPrefixesKeepsPendingChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestFillStormSharesSnapshots: 40 subscriptions arriving while writes go
+// on (each at a different revision) share a few snapshots, each followed
+// by the changes since it, and every one ends with the center's records.
+func TestFillStormSharesSnapshots(t *testing.T) {
+	c := testCenter(t, Options{Options: center.Options{Insecure: true, MaxSubscriptions: 64}})
+	ctx := tctx(t)
+	admin := dialT(t, c.Addr().String(), registry.DialOptions{Role: wire.RoleAdmin})
+	for i := range 500 {
+		if _, err := admin.Put(ctx, fmt.Sprint("cfg/", i), []byte("v0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := admin.Put(ctx, fmt.Sprint("cfg/", i%600), []byte(fmt.Sprint("v", i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	conn := dialT(t, c.Addr().String(), registry.DialOptions{})
+	var subs []*registry.Subscription
+	for range 40 {
+		s, err := conn.Subscribe(ctx, []string{"cfg/"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	close(stop)
+	<-writing
+	rev := c.Rev()
+	want := c.List("cfg/")
+	for i, s := range subs {
+		state, first := caughtUp(t, s, rev)
+		if !first.Snapshot || fmt.Sprint(state) != fmt.Sprint(want) {
+			t.Fatalf("subscription %d: first batch snapshot=%v, then %d records, the center %d", i, first.Snapshot, len(state), len(want))
+		}
+	}
+	taken, shared := metric(t, c, "snapshots_taken_total"), metric(t, c, "snapshots_shared_total")
+	t.Logf("40 subscriptions during writes: %v snapshots taken, %v shared", taken, shared)
+	if taken+shared != 40 || taken > 10 {
+		t.Fatalf("%v snapshots taken and %v shared for 40 subscriptions; want most shared", taken, shared)
+	}
+}
