@@ -357,6 +357,7 @@ func TestFillStormSharesSnapshots(t *testing.T) {
 				t.Error(err)
 				return
 			}
+			time.Sleep(time.Millisecond)
 		}
 	}()
 	conn := dialT(t, c.Addr().String(), registry.DialOptions{})
