@@ -36,6 +36,7 @@ type Center struct {
 
 	subMu  sync.Mutex
 	groups map[string]*group // subscribers by prefix set (see subscription.go)
+	index  prefixIndex       // the groups by prefix
 	fan    fanout
 	snaps  snapshotCache
 

@@ -64,3 +64,29 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanOutManyGroups: every subscriber has prefixes of its own (a
+// host's configuration, cfg/host<i>/) and each commit concerns one of them:
+// the cost of a commit should not grow with the number of groups.
+func BenchmarkFanOutManyGroups(b *testing.B) {
+	for _, groups := range []int{10, 10_000} {
+		b.Run(fmt.Sprint("groups=", groups), func(b *testing.B) {
+			c, _ := newTestFront(b, Options{})
+			c.ctx, c.cancel = context.WithCancel(context.Background())
+			defer c.cancel()
+			for i := range groups {
+				s := &subscriber{id: 1, tail: wire.PushTail(1), maxBacklog: 1 << 20, notify: make(chan struct{}, 1)}
+				c.subMu.Lock()
+				c.join(s, []string{fmt.Sprintf("cfg/host%d/", i)})
+				c.subMu.Unlock()
+			}
+			rec := &wire.Record{Key: "cfg/unwatched/x", Value: []byte("v")}
+			b.ResetTimer()
+			for i := range b.N {
+				r := *rec
+				r.Rev = uint64(i + 1)
+				c.fanOut([]pubBatch{{changes: []Change{{Key: r.Key, Rec: &r}}, rev: r.Rev}})
+			}
+		})
+	}
+}

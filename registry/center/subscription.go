@@ -38,6 +38,7 @@ type group struct {
 	key      string
 	prefixes []string
 	members  map[*subscriber]struct{}
+	recs     []*wire.Record // scratch of fanOut: this round's changes for the group
 }
 
 // A subscriber receives, in revision order, every change under its prefixes
@@ -225,18 +226,28 @@ func (c *Center) deliverPending() {
 func (c *Center) fanOut(batches []pubBatch) {
 	c.subMu.Lock()
 	defer c.subMu.Unlock()
-	for _, g := range c.groups {
-		var recs []*wire.Record
-		for _, b := range batches {
-			for _, ch := range b.changes {
-				if ch.Rec != nil && hasAnyPrefix(ch.Key, g.prefixes) {
-					recs = append(recs, ch.Rec)
-				}
+	// Each change goes to the groups of the prefixes it falls under (the
+	// index), in revision order; then each group that got some delivers
+	// them to its members.
+	var touched []*group
+	seen := make(map[*group]bool)
+	for _, b := range batches {
+		for _, ch := range b.changes {
+			if ch.Rec == nil {
+				continue
 			}
+			clear(seen)
+			c.index.match(ch.Key, seen, func(g *group) {
+				if len(g.recs) == 0 {
+					touched = append(touched, g)
+				}
+				g.recs = append(g.recs, ch.Rec)
+			})
 		}
-		if len(recs) == 0 {
-			continue
-		}
+	}
+	for _, g := range touched {
+		recs := g.recs
+		g.recs = nil
 		var shared []*wire.SharedPush
 		encode := func() []*wire.SharedPush {
 			if shared == nil {
@@ -321,6 +332,7 @@ func (c *Center) join(s *subscriber, prefixes []string) {
 	if g == nil {
 		g = &group{key: key, prefixes: prefixes, members: make(map[*subscriber]struct{})}
 		c.groups[key] = g
+		c.index.add(g)
 	}
 	g.members[s] = struct{}{}
 	s.group = g
@@ -335,6 +347,7 @@ func (c *Center) leave(s *subscriber) {
 	delete(g.members, s)
 	if len(g.members) == 0 {
 		delete(c.groups, g.key)
+		c.index.remove(g)
 	}
 	s.group = nil
 }
