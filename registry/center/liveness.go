@@ -17,10 +17,12 @@ import (
 //
 // Expiry does work in proportion to what comes due, not to what is
 // registered: leases wait in a heap by the deadline they had when they were
-// scheduled. A heartbeat only moves the lease's deadline; when the heap
-// brings the lease up, a lease whose deadline has moved is scheduled again
-// at its new one. So each lease passes through the heap about once a TTL,
-// and a sweep of an idle center with 100K instances touches nothing.
+// scheduled. A heartbeat that moves a deadline later only moves it; when the
+// heap brings the lease up, it is scheduled again at its new deadline. So
+// each lease passes through the heap about once a TTL, and a sweep of an
+// idle center with 100K instances touches nothing. Invariant: a live lease
+// whose deadline has not passed has an entry in the heap at or before its
+// deadline (lease.scheduled); one past it is in the heap, or held.
 type liveness struct {
 	c   *Center
 	now func() time.Time // time.Now; tests set their own clock
@@ -41,6 +43,7 @@ type lease struct {
 	version   wire.Version // the instance record this lease belongs to
 	ttl       time.Duration
 	deadline  time.Time
+	scheduled time.Time // its earliest entry in the heap; zero: none
 	connID    uint64    // nonzero: tied to this connection
 	heldSince time.Time // nonzero: held back by self-preservation
 }
@@ -100,7 +103,7 @@ func (l *liveness) upsert(r *wire.Record, connID uint64, now time.Time) {
 	ls := &lease{key: r.Key, service: service, version: r.Version, ttl: ttl, deadline: deadline, connID: connID}
 	l.leases[r.Key] = ls
 	l.perSvc[service]++
-	heap.Push(&l.due, dueEntry{at: deadline, l: ls})
+	l.schedule(ls)
 	if connID != 0 {
 		set := l.byConn[connID]
 		if set == nil {
@@ -125,6 +128,29 @@ func (l *liveness) remove(key string) {
 	defer l.mu.Unlock()
 	if old := l.leases[key]; old != nil {
 		l.drop(old)
+	}
+}
+
+// schedule makes sure the lease has a heap entry no later than its
+// deadline. Called with mu held.
+func (l *liveness) schedule(ls *lease) {
+	if !ls.scheduled.IsZero() && !ls.scheduled.After(ls.deadline) {
+		return // an entry comes up no later than the deadline: it reschedules
+	}
+	heap.Push(&l.due, dueEntry{at: ls.deadline, l: ls})
+	ls.scheduled = ls.deadline
+	// Entries of replaced, removed or rescheduled leases stay until they
+	// come up; when they outnumber the leases, rebuild the heap from them.
+	if l.due.Len() > 2*len(l.leases)+1024 {
+		l.due = l.due[:0]
+		for _, x := range l.leases {
+			x.scheduled = time.Time{}
+			if _, held := l.heldLeases[x]; !held {
+				l.due = append(l.due, dueEntry{at: x.deadline, l: x})
+				x.scheduled = x.deadline
+			}
+		}
+		heap.Init(&l.due)
 	}
 }
 
@@ -159,6 +185,7 @@ func (l *liveness) touch(keys []string, fromPeer bool) (missing []string) {
 		}
 		ls.deadline = now.Add(ls.ttl + slack)
 		ls.heldSince = time.Time{}
+		l.schedule(ls) // an earlier deadline than scheduled, or a lease out of the heap
 		if !fromPeer && l.peerSlack() > 0 {
 			l.touched[k] = struct{}{}
 		}
@@ -191,7 +218,7 @@ func (l *liveness) connClosed(connID uint64) {
 			ls.connID = 0
 			if ls.deadline.After(limit) {
 				ls.deadline = limit
-				heap.Push(&l.due, dueEntry{at: limit, l: ls}) // sooner than it was scheduled
+				l.schedule(ls) // sooner than it was scheduled
 			}
 		}
 	}
@@ -226,26 +253,34 @@ func (l *liveness) sweep(now time.Time) {
 			expired[ls.service] = append(expired[ls.service], ls)
 		}
 	}
-	for ls := range l.heldLeases {
-		if l.leases[ls.key] == ls && !now.Before(ls.deadline) {
+	held := l.heldLeases
+	l.heldLeases = make(map[*lease]struct{})
+	for ls := range held {
+		switch {
+		case l.leases[ls.key] != ls:
+		case now.Before(ls.deadline):
+			l.schedule(ls) // renewed while held (touch scheduled it already)
+		default:
 			add(ls)
 		}
 	}
-	clear(l.heldLeases)
 	for l.due.Len() > 0 && !now.Before(l.due[0].at) {
 		e := heap.Pop(&l.due).(dueEntry)
 		ls := e.l
+		if e.at.Equal(ls.scheduled) {
+			ls.scheduled = time.Time{} // its earliest entry is out
+		}
 		switch {
 		case l.leases[ls.key] != ls:
 			// replaced or removed since it was scheduled
 		case now.Before(ls.deadline):
-			heap.Push(&l.due, dueEntry{at: ls.deadline, l: ls}) // renewed: schedule again
+			l.schedule(ls) // renewed: schedule again (unless an entry still covers it)
 		default:
 			add(ls)
 		}
 	}
 	var ops []Op
-	held := 0
+	nheld := 0
 	for svc, due := range expired {
 		if opts.SelfPreservation > 0 && len(due) >= opts.SelfPreservationMin &&
 			float64(len(due)) > opts.SelfPreservation*float64(l.perSvc[svc]) {
@@ -263,7 +298,7 @@ func (l *liveness) sweep(now time.Time) {
 				if now.Sub(ls.heldSince) > opts.SelfPreservationMaxHold {
 					release = append(release, ls)
 				} else {
-					held++
+					nheld++
 					l.heldLeases[ls] = struct{}{}
 				}
 			}
@@ -283,7 +318,7 @@ func (l *liveness) sweep(now time.Time) {
 		}
 	}
 	l.mu.Unlock()
-	l.c.metrics.held.Set(float64(held))
+	l.c.metrics.held.Set(float64(nheld))
 	if len(ops) == 0 {
 		return
 	}

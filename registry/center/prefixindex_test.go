@@ -51,3 +51,21 @@ func TestPrefixIndexMatchesAScan(t *testing.T) {
 		t.Fatalf("an empty index kept nodes: %+v", x.root)
 	}
 }
+
+// TestPrefixSetKeys: the same set in any order has one key; sets that
+// joined with a separator would look alike do not.
+func TestPrefixSetKeys(t *testing.T) {
+	if prefixSetKey([]string{"a/", "b/"}) != prefixSetKey([]string{"b/", "a/"}) {
+		t.Fatal("order changes the key")
+	}
+	for _, pair := range [][2][]string{
+		{{"app/\x00cfg/"}, {"cfg/", "app/"}},
+		{{"a,b"}, {"a", "b"}},
+		{{`a","b`}, {"a", "b"}},
+		{{""}, {"", ""}},
+	} {
+		if prefixSetKey(pair[0]) == prefixSetKey(pair[1]) {
+			t.Fatalf("%q and %q share a key", pair[0], pair[1])
+		}
+	}
+}

@@ -206,10 +206,14 @@ func (s *session) fail(id uint64, err error) {
 // the error frame is queued but not waited for (it would sit behind what
 // the client is not reading), so that its buffers are freed now.
 func (s *session) cutOff(err error) {
+	if s.out.IsClosing() {
+		return // already on its way out
+	}
 	s.c.metrics.cutOff.Inc()
 	s.c.log.Warn("cutting off a client that does not keep up", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "err", err)
 	s.close(err)
-	s.nc.Close()
+	// Not under the caller's locks: closing a TLS connection may write.
+	go s.nc.Close()
 }
 
 func (s *session) handshake(br *bufio.Reader) error {
@@ -468,6 +472,9 @@ func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 		if len(p) > wire.MaxKeyLen {
 			return fmt.Errorf("%w: prefix longer than %d bytes", wire.ErrTooLarge, wire.MaxKeyLen)
 		}
+		if strings.IndexByte(p, 0) >= 0 {
+			return fmt.Errorf("%w: a prefix may not contain NUL (no key does)", wire.ErrInvalid)
+		}
 	}
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
@@ -475,6 +482,9 @@ func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 	if f.Type == wire.MsgAddPrefixes {
 		if sub == nil {
 			return fmt.Errorf("%w: no subscription %d", wire.ErrNotFound, m.SubID)
+		}
+		if n := s.c.prefixCount(sub) + len(m.Prefixes); n > maxPrefixes {
+			return fmt.Errorf("%w: a subscription may have at most %d prefixes", wire.ErrInvalid, maxPrefixes)
 		}
 		s.c.addPrefixes(sub, m.Prefixes)
 		return s.send(wire.MsgOK, f.ID, &wire.OKMsg{})
@@ -500,24 +510,51 @@ func (s *session) subscribe(f wire.Frame, m wire.SubscribeMsg) error {
 // pushLoop delivers a subscription's batches, waiting PushDelay after the
 // first change so that a burst goes out together.
 func (s *session) pushLoop(subID uint64, sub *subscriber) {
+	// Batches never sent let go of the shared snapshots they hold a share of.
+	var batches []*pushBatch
+	defer func() {
+		for _, b := range batches {
+			if b.shared != nil {
+				b.shared.abandon(0)
+			}
+		}
+		left, _ := sub.take()
+		for _, b := range left {
+			if b.shared != nil {
+				b.shared.abandon(0)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-sub.notify:
 		case <-s.done:
 			return
 		}
-		batches, overflow := sub.take()
+		if sub.isClosed() {
+			return // unsubscribed, or cut off
+		}
+		var overflow bool
+		batches, overflow = sub.take()
+		sent := len(batches) > 0
 		if overflow {
-			s.cutOff(fmt.Errorf("%w: subscriber %d fell more than %d changes behind", wire.ErrOverloaded, subID, s.c.opts.MaxBacklog))
+			if !s.out.IsClosing() { // not cut off already
+				s.cutOff(fmt.Errorf("%w: subscriber %d fell more than %d changes behind", wire.ErrOverloaded, subID, s.c.opts.MaxBacklog))
+			}
 			return
 		}
-		for _, b := range batches {
+		for len(batches) > 0 {
+			b := batches[0]
+			batches = batches[1:]
 			if err := s.sendPush(subID, b); err != nil {
 				return
 			}
 		}
-		if len(batches) > 0 {
-			sub.signal() // look again: empty now, it goes live
+		if sub.isClosed() {
+			return
+		}
+		if sent {
+			sub.signal() // look again: if nothing came meanwhile, it goes live
 		}
 	}
 }
@@ -537,6 +574,9 @@ func (s *session) sendPush(subID uint64, b *pushBatch) error {
 	}
 	for i := range n {
 		if !s.out.WaitRoom(s.c.opts.MaxConnQueue / 4) {
+			if sn != nil {
+				sn.abandon(i)
+			}
 			return wire.ErrClosed
 		}
 		var p *wire.SharedPush
@@ -549,11 +589,17 @@ func (s *session) sendPush(subID uint64, b *pushBatch) error {
 		// can rely on the count including it.
 		s.c.metrics.pushes.Inc()
 		s.c.metrics.pushedRecords.Add(float64(p.Records))
-		err := s.out.EnqueueParts(p.Head, p.Body, wire.PushTail(subID))
+		// A frame encoded for this subscriber alone takes its share of the
+		// center's outbound budget; a shared one is in memory once however
+		// many connections queue it.
+		err := s.out.SendParts(sn == nil, p.Head, p.Body, wire.PushTail(subID))
 		if sn != nil {
 			sn.sentFrame(i)
 		}
 		if err != nil {
+			if sn != nil {
+				sn.abandon(i + 1)
+			}
 			if err == wire.ErrOverloaded {
 				s.cutOff(fmt.Errorf("%w: client does not read its pushes", wire.ErrOverloaded))
 			}

@@ -3,6 +3,7 @@ package center
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,12 @@ func (s *subscriber) signal() {
 	case s.notify <- struct{}{}:
 	default:
 	}
+}
+
+func (s *subscriber) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // take returns the queued batches, or, with none queued, makes the
@@ -352,10 +359,16 @@ func (c *Center) leave(s *subscriber) {
 	s.group = nil
 }
 
+// prefixSetKey names a set of prefixes: the same for the same set in any
+// order, different for different sets (each prefix is quoted, so no
+// separator can be forged).
 func prefixSetKey(prefixes []string) string {
-	ps := append([]string(nil), prefixes...)
+	ps := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		ps[i] = strconv.Quote(p)
+	}
 	sort.Strings(ps)
-	return strings.Join(ps, "\x00")
+	return strings.Join(ps, ",")
 }
 
 // addPrefixes extends a subscription and queues a snapshot of the new
@@ -390,6 +403,17 @@ func (c *Center) unsubscribe(s *subscriber) {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.signal() // its push goroutine ends
+}
+
+// prefixCount is the number of prefixes of a subscription.
+func (c *Center) prefixCount(s *subscriber) int {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if s.group == nil {
+		return 0
+	}
+	return len(s.group.prefixes)
 }
 
 // sharedSnapshot is the snapshot of one prefix set at one revision, shared
@@ -439,6 +463,22 @@ func (sn *sharedSnapshot) frame(c *Center, i int) *wire.SharedPush {
 		sn.frames[i] = c.encodePush(sn.chunks[i], true, i == 0, sn.prefixes, sn.rev, i < len(sn.chunks)-1)
 	}
 	return sn.frames[i]
+}
+
+// abandon records that one taker will not send frames from on (it left):
+// they are dropped once the others have sent them.
+func (sn *sharedSnapshot) abandon(from int) {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.chunks == nil {
+		sn.takers-- // it never began: nothing counts it
+		return
+	}
+	for i := from; i < len(sn.sent); i++ {
+		if sn.sent[i]++; sn.sent[i] >= sn.takers {
+			sn.frames[i] = nil
+		}
+	}
 }
 
 // sentFrame records that one taker has queued frame i; the last drops it.

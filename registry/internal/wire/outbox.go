@@ -67,6 +67,45 @@ func (o *Outbox) Queued() int {
 	return o.bytes
 }
 
+// SendParts queues one frame made of parts (see EnqueueParts); with
+// charge, a frame of LargeFrame bytes or more first takes its size from
+// the shared budget, waiting for room (as Send does). It does not wait for
+// room on the connection: callers pace themselves with WaitRoom.
+func (o *Outbox) SendParts(charge bool, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	var charged int64
+	if charge && o.shared != nil && n >= LargeFrame {
+		if err := o.shared.Acquire(o.ctx, int64(n)); err != nil {
+			return ErrClosed
+		}
+		charged = int64(n)
+	}
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		o.release(charged)
+		return ErrClosed
+	}
+	for i, p := range parts {
+		q := queued{b: p}
+		if i == len(parts)-1 {
+			q.charged = charged // given back once the whole frame is written
+		}
+		o.frames = append(o.frames, q)
+		o.bytes += len(p)
+	}
+	over := o.limit > 0 && o.bytes > o.limit
+	o.mu.Unlock()
+	o.wake()
+	if over {
+		return ErrOverloaded
+	}
+	return nil
+}
+
 // EnqueueParts queues one frame made of several parts, written one after
 // the other (a push's shared body between its subscriber's own head and
 // tail, see SharedPush), with Enqueue's results.
