@@ -48,6 +48,14 @@ type FanoutConfig struct {
 	// after the fill storm before its memory is read, and the window its
 	// idle CPU is measured over. Default 2s.
 	Settle time.Duration
+	// MaxCenterRSS stops a fill storm (its S is reported as failed, the
+	// next S runs) once the center's resident memory exceeds it, so that a
+	// run too large for the machine does not wake the OOM killer on a
+	// machine shared with others. Default 60% of MemAvailable at start.
+	MaxCenterRSS int64
+	// OnRow, if set, receives each row as soon as it is measured (a long
+	// run's rows are then not lost to an interruption).
+	OnRow func(FanoutResult)
 	// CenterCmd makes the command of the center process from the flags of
 	// `shmreg center` (--listen, --data, --metrics, --self-preservation,
 	// --log-level, --insecure, --max-conns, --max-conns-per-addr):
@@ -86,6 +94,9 @@ func (c FanoutConfig) withDefaults() FanoutConfig {
 	}
 	if c.Settle <= 0 {
 		c.Settle = 2 * time.Second
+	}
+	if c.MaxCenterRSS <= 0 {
+		c.MaxCenterRSS = memAvailable() / 10 * 6
 	}
 	return c
 }
@@ -199,16 +210,26 @@ func Fanout(ctx context.Context, cfg FanoutConfig) ([]FanoutResult, error) {
 		return nil, err
 	}
 	var out []FanoutResult
+	m := ThisMachine()
 	for _, s := range cfg.Agents {
 		rs, err := fanoutAgents(ctx, cfg, data, s)
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
 		if err != nil {
-			return nil, fmt.Errorf("bench: fanout with %d agents: %w", s, err)
+			// Reported, loudly, in place of the row; the next S may fit.
+			rs = []FanoutResult{{
+				Result: Result{System: "center", Workload: "fanout", Clients: s, Entries: cfg.Entries, Status: "failed: " + err.Error()},
+				Fanout: FanoutFigures{Agents: s, LoadAverage: loadAverage()},
+			}}
+		}
+		for i := range rs {
+			rs[i].Machine = m
+			if cfg.OnRow != nil {
+				cfg.OnRow(rs[i])
+			}
 		}
 		out = append(out, rs...)
-	}
-	m := ThisMachine()
-	for i := range out {
-		out[i].Machine = m
 	}
 	return out, nil
 }
@@ -374,6 +395,10 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 		}
 		if err := c.died(); err != nil {
 			return nil, err
+		}
+		if rss, _, err := c.memory(); err == nil && rss > cfg.MaxCenterRSS {
+			return nil, fmt.Errorf("fill storm stopped: the center's RSS reached %s (limit %s), with %d of %d agents filled after %v",
+				formatBytes(rss), formatBytes(cfg.MaxCenterRSS), f.filled.Load(), s, time.Duration(f.now()-f.t0.Load()).Round(time.Second))
 		}
 	}
 	s1, err := c.sample(ctx)

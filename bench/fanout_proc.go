@@ -218,3 +218,21 @@ func (c *fanoutCenter) died() error {
 		return nil
 	}
 }
+
+// memAvailable is the kernel's estimate of the memory available to new
+// work (MemAvailable in /proc/meminfo); 8 GiB if it cannot be read.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+				if fs := strings.Fields(v); len(fs) == 2 {
+					if n, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
+						return n << 10
+					}
+				}
+			}
+		}
+	}
+	return 8 << 30
+}

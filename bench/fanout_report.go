@@ -27,6 +27,10 @@ func WriteFanoutTable(w io.Writer, rs []FanoutResult) error {
 	fmt.Fprintln(tw, "agents\tentries\tfill (last)\tRSS idle\tper agent\tW\twrites/s\tp50\tp99\tmax\tmissing\tcenter CPU\tper record\tper frame\trec/frame\tharness CPU\tload\t")
 	for _, r := range rs {
 		f := r.Fanout
+		if f.Rate == 0 { // no figures: the S failed before its steady phases
+			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t  %s\n", thousands(r.Clients), thousands(r.Entries), strings.Fields(f.LoadAverage + " ?")[0], r.Status)
+			continue
+		}
 		recPerFrame := "-"
 		if f.Pushes > 0 {
 			recPerFrame = fmt.Sprintf("%.1f", float64(f.PushedRecords)/float64(f.Pushes))

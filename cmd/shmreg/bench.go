@@ -265,6 +265,7 @@ func benchFanout(ctx context.Context, args []string) error {
 	fs.IntVar(&fc.Narrow, "narrow", 2, "services (svc/<service>/) each narrow agent follows")
 	fs.IntVar(&fc.Writers, "writers", 64, "writer connections the steady writes are spread over (at most this many writes in flight)")
 	fs.DurationVar(&fc.FillTimeout, "fill-timeout", 15*time.Minute, "give up on a fill storm after this long")
+	maxRSS := fs.Int64("max-center-rss-mb", 0, "stop a fill storm once the center's RSS exceeds this (default 60% of MemAvailable)")
 	fs.StringVar(&fc.Dir, "dir", "", "directory for the center's store (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
 	jsonPath := fs.String("json", "", "also write the rows to this file as JSON")
 	plotPath := fs.String("plot", "", "also write a chart of delivery p99 and CPU per record against S: PNG or SVG by its extension")
@@ -282,6 +283,7 @@ func benchFanout(ctx context.Context, args []string) error {
 	if fc.Rates, err = intList("--rate", *rates); err != nil {
 		return err
 	}
+	fc.MaxCenterRSS = *maxRSS << 20
 	if !*quiet {
 		fc.Progress = os.Stderr
 	}
@@ -290,6 +292,18 @@ func benchFanout(ctx context.Context, args []string) error {
 		self = os.Args[0]
 	}
 	fc.CenterCmd = func(cargs []string) *exec.Cmd { return exec.Command(self, append([]string{"center"}, cargs...)...) }
+	// Each row is saved as it comes: a run of many minutes keeps what it
+	// measured if it is interrupted.
+	var done []bench.FanoutResult
+	fc.OnRow = func(r bench.FanoutResult) {
+		done = append(done, r)
+		fmt.Fprintf(os.Stderr, "\r\033[K%d agents, %d writes/s: %s: p99 %s, %.0f writes/s: %s\n", r.Clients, r.Fanout.Rate, r.Status, bench.FormatNs(r.P99), r.Fanout.WritesPerSec, r.Note)
+		if *jsonPath != "" {
+			if err := bench.WriteFanoutJSON(*jsonPath, done); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+	}
 	rs, err := bench.Fanout(ctx, fc)
 	if err != nil {
 		return err
@@ -301,11 +315,6 @@ func benchFanout(ctx context.Context, args []string) error {
 	}
 	for _, r := range rs {
 		fmt.Printf("  %d agents, %d writes/s: %s: %s\n", r.Clients, r.Fanout.Rate, r.Status, r.Note)
-	}
-	if *jsonPath != "" {
-		if err := bench.WriteFanoutJSON(*jsonPath, rs); err != nil {
-			return err
-		}
 	}
 	if *plotPath != "" {
 		return bench.WriteFanoutPlotFile(*plotPath, "shmreg bench fanout", rs)
