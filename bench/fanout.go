@@ -38,10 +38,14 @@ type FanoutConfig struct {
 	Services int
 	// Narrow is the number of services a narrow agent follows. Default 2.
 	Narrow int
-	// Writers are the connections the steady writes are spread over (each
-	// write waits for its ack, so at most Writers are in flight: with too
-	// few, a slow ack would cap the rate instead of the center). Default 64.
+	// Writers are the connections the steady writes are spread over.
+	// Default 16.
 	Writers int
+	// InFlight bounds the writes sent and not yet acknowledged. Writes go
+	// out on schedule (write n at n/W seconds) whatever the acks do, as
+	// from a fleet of independent instances, until InFlight are waiting:
+	// then the next waits for a slot (counted as late). Default 1024.
+	InFlight int
 	// FillTimeout bounds a fill storm. Default 15m.
 	FillTimeout time.Duration
 	// Settle is how long the center is left alone after its start and
@@ -87,7 +91,10 @@ func (c FanoutConfig) withDefaults() FanoutConfig {
 	}
 	c.Narrow = min(c.Narrow, c.Services)
 	if c.Writers <= 0 {
-		c.Writers = 64
+		c.Writers = 16
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = 1024
 	}
 	if c.FillTimeout <= 0 {
 		c.FillTimeout = 15 * time.Minute
@@ -150,11 +157,18 @@ type FanoutFigures struct {
 	IdleHarnessCPU    float64 `json:"idle_harness_cpu"`     // the same window
 
 	// Steady phase: W writes per second for the duration, then until
-	// every delivery arrived (or 10s, at least the duration, passed).
-	Writes        int     `json:"writes"` // acknowledged
-	WritesPerSec  float64 `json:"writes_per_sec"`
-	AckP99Ns      int64   `json:"ack_p99_ns"` // the writer's wait for its ack
-	Deliveries    uint64  `json:"deliveries"` // (agent, write) pairs expected
+	// every delivery arrived (or 30s, at least twice the duration, passed: what has not arrived then is missing).
+	Writes       int     `json:"writes"` // acknowledged
+	WritesPerSec float64 `json:"writes_per_sec"`
+	AckP50Ns     int64   `json:"ack_p50_ns"` // the writer's wait for its ack
+	AckP99Ns     int64   `json:"ack_p99_ns"`
+	// Delivery latency from the write's send instead of its ack: the
+	// same arrivals, measured from the moment the writer sent the write.
+	SendP50Ns     int64   `json:"send_p50_ns"`
+	SendP99Ns     int64   `json:"send_p99_ns"`
+	SendMaxNs     int64   `json:"send_max_ns"`
+	LateWrites    int     `json:"late_writes"` // sent over 10ms after due: InFlight writes were waiting
+	Deliveries    uint64  `json:"deliveries"`  // (agent, write) pairs expected
 	Delivered     uint64  `json:"delivered"`
 	Missing       uint64  `json:"missing"`
 	Early         uint64  `json:"early"` // arrived before the writer had the ack (latency 0)
@@ -464,13 +478,14 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 	return out, nil
 }
 
-// fanoutSteady runs one steady phase: cfg.Writers connections register
-// updates of the entries in turn, write n due at n/w seconds, for the
-// run's duration; then it waits for every delivery.
+// fanoutSteady runs one steady phase: updates of the entries in turn,
+// write n sent at n/w seconds (over cfg.Writers connections, at most
+// cfg.InFlight unacknowledged), for the run's duration; then it waits for
+// every delivery.
 func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fanoutFleet, id, w int, fig FanoutFigures) (FanoutResult, error) {
 	total := int(float64(w) * cfg.Run.Duration.Seconds())
 	total = max(1, min(total, fanoutSeqSpan-1))
-	p := &steadyPhase{id: id % 100, acks: make([]atomic.Int64, total)}
+	p := &steadyPhase{id: id % 100, acks: make([]atomic.Int64, total), sent: make([]atomic.Int64, total)}
 	if p.id == 0 {
 		p.id = 1
 	}
@@ -490,44 +505,51 @@ func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fan
 	}
 
 	var (
-		next     atomic.Int64
 		wg       sync.WaitGroup
-		errMu    sync.Mutex
+		mu       sync.Mutex // guards writeErr, ackHist
 		writeErr error
-		ackHists = make([]Histogram, len(conns))
+		ackHist  Histogram
+		slots    = make(chan struct{}, cfg.InFlight)
 	)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	interval := time.Second / time.Duration(w)
 	start := time.Now()
 	startNs := f.now()
-	for i, conn := range conns {
+	for n := range total {
+		due := start.Add(time.Duration(n) * interval)
+		if !sleepCtx(wctx, time.Until(due)) {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-wctx.Done():
+		}
+		if wctx.Err() != nil {
+			break
+		}
+		if time.Since(due) > 10*time.Millisecond {
+			fig.LateWrites++
+		}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for {
-				n := int(next.Add(1) - 1)
-				if n >= total {
-					return
+			defer func() { <-slots; wg.Done() }()
+			in := fanoutInstance(n%cfg.Entries, cfg.Services, p.id, n)
+			sent := f.now()
+			p.sent[n].Store(sent)
+			_, err := conns[n%len(conns)].Register(wctx, in, registry.RegisterOptions{})
+			ack := f.now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if writeErr == nil {
+					writeErr = fmt.Errorf("write %d: %w", n, err)
 				}
-				if !sleepCtx(wctx, time.Until(start.Add(time.Duration(n)*interval))) {
-					return
-				}
-				in := fanoutInstance(n%cfg.Entries, cfg.Services, p.id, n)
-				sent := f.now()
-				if _, err := conn.Register(wctx, in, registry.RegisterOptions{}); err != nil {
-					errMu.Lock()
-					if writeErr == nil {
-						writeErr = fmt.Errorf("write %d: %w", n, err)
-					}
-					errMu.Unlock()
-					cancel()
-					return
-				}
-				ack := f.now()
-				p.acks[n].Store(ack)
-				ackHists[i].Record(time.Duration(ack - sent))
+				cancel()
+				return
 			}
+			p.acks[n].Store(ack)
+			ackHist.Record(time.Duration(ack - sent))
 		}()
 	}
 	wg.Wait()
@@ -543,11 +565,7 @@ func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fan
 	}
 	fig.Writes = total
 	fig.WritesPerSec = float64(total) / time.Duration(lastAck-startNs).Seconds()
-	var ackHist Histogram
-	for i := range ackHists {
-		ackHist.Merge(&ackHists[i])
-	}
-	fig.AckP99Ns = ackHist.Quantile(0.99)
+	fig.AckP50Ns, fig.AckP99Ns = ackHist.Quantile(0.5), ackHist.Quantile(0.99)
 
 	// What each agent should get: every write to one of its services.
 	perService := make([]uint64, cfg.Services)
@@ -564,7 +582,7 @@ func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fan
 		}
 		fig.Deliveries += want[i]
 	}
-	drain := max(10*time.Second, cfg.Run.Duration)
+	drain := max(30*time.Second, 2*cfg.Run.Duration)
 	until := time.Now().Add(drain)
 	for p.delivered.Load() < fig.Deliveries && time.Now().Before(until) && f.failed.Load() < int64(len(f.agents)) {
 		if !sleepCtx(ctx, 5*time.Millisecond) {
@@ -578,12 +596,13 @@ func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fan
 	}
 	f.phase.Store(nil)
 
-	var h Histogram
+	var h, hs Histogram
 	for i, a := range f.agents {
 		a.mu.Lock()
 		st := a.st
 		a.mu.Unlock()
 		h.Merge(&st.hist)
+		hs.Merge(&st.sent)
 		fig.Delivered += st.recs
 		if st.recs < want[i] {
 			fig.Missing += want[i] - st.recs
@@ -592,6 +611,7 @@ func fanoutSteady(ctx context.Context, cfg FanoutConfig, c *fanoutCenter, f *fan
 		fig.Stray += st.stray
 		fig.Resnapshots += st.snaps
 	}
+	fig.SendP50Ns, fig.SendP99Ns, fig.SendMaxNs = hs.Quantile(0.5), hs.Quantile(0.99), hs.Max
 	fig.FailedAgents = int(f.failed.Load())
 	if fig.FailedAgents > 0 {
 		fig.FirstError = firstAgentError(f.agents).Error()

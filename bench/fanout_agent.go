@@ -79,12 +79,13 @@ type fanoutAgent struct {
 
 // agentStats is what one agent saw in one steady phase.
 type agentStats struct {
-	recs   uint64 // records carrying this phase's marker
-	early  uint64 // of those, arrived before the writer had its ack (latency 0)
-	stray  uint64 // records with another phase's marker (or none)
-	snaps  int    // snapshot batches after the initial one
-	frames uint64 // push frames
-	hist   Histogram
+	recs   uint64    // records carrying this phase's marker
+	early  uint64    // of those, arrived before the writer had its ack (latency 0)
+	stray  uint64    // records with another phase's marker (or none)
+	snaps  int       // snapshot batches after the initial one
+	frames uint64    // push frames
+	hist   Histogram // arrival - the writer's ack (0 if before it)
+	sent   Histogram // arrival - the write's send
 }
 
 // fanoutFleet is the S agents and the clock they share with the writers.
@@ -105,6 +106,7 @@ type fanoutFleet struct {
 type steadyPhase struct {
 	id        int
 	acks      []atomic.Int64 // fleet clock of write n's ack; 0: not yet
+	sent      []atomic.Int64 // fleet clock of write n's send
 	delivered atomic.Uint64  // records of this phase received, all agents
 }
 
@@ -466,6 +468,7 @@ func (a *fanoutAgent) delivered(f *fanoutFleet) error {
 		}
 		got++
 		a.st.recs++
+		a.st.sent.Record(time.Duration(now - p.sent[seq].Load()))
 		ack := p.acks[seq].Load()
 		if ack == 0 || ack > now {
 			a.st.early++

@@ -24,11 +24,11 @@ import (
 // per S and W.
 func WriteFanoutTable(w io.Writer, rs []FanoutResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "agents\tentries\tfill (last)\tRSS idle\tper agent\tW\twrites/s\tp50\tp99\tmax\tmissing\tcenter CPU\tper record\tper frame\trec/frame\tharness CPU\tload\t")
+	fmt.Fprintln(tw, "agents\tentries\tfill (last)\tRSS idle\tper agent\tW\twrites/s\tack p99\tp50\tp99\tmax\tsend→p99\tmissing\tcenter CPU\tper record\tper frame\trec/frame\tharness CPU\tload\t")
 	for _, r := range rs {
 		f := r.Fanout
 		if f.Rate == 0 { // no figures: the S failed before its steady phases
-			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t  %s\n", thousands(r.Clients), thousands(r.Entries), strings.Fields(f.LoadAverage + " ?")[0], r.Status)
+			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t  %s\n", thousands(r.Clients), thousands(r.Entries), strings.Fields(f.LoadAverage + " ?")[0], r.Status)
 			continue
 		}
 		recPerFrame := "-"
@@ -39,9 +39,9 @@ func WriteFanoutTable(w io.Writer, rs []FanoutResult) error {
 		if !r.OK() {
 			missing += " !"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t\n",
 			thousands(r.Clients), thousands(r.Entries), FormatNs(f.FillNs), formatBytes(f.RSSIdle), formatBytes(f.RSSPerAgent),
-			f.Rate, f.WritesPerSec, FormatNs(r.P50), FormatNs(r.P99), FormatNs(r.Max), missing,
+			f.Rate, f.WritesPerSec, FormatNs(f.AckP99Ns), FormatNs(r.P50), FormatNs(r.P99), FormatNs(r.Max), FormatNs(f.SendP99Ns), missing,
 			f.CenterCPU, formatNsFloat(f.CPUPerRecordNs), formatNsFloat(f.CPUPerFrameNs), recPerFrame, f.HarnessCPU, strings.Fields(f.LoadAverage + " ?")[0])
 	}
 	return tw.Flush()
@@ -52,7 +52,7 @@ func fanoutNote(f FanoutFigures) string {
 	return fmt.Sprintf("%d wide agents (svc/), %d narrow (%d of %d services each); center start %v, dial %v; "+
 		"fill: median %v, last %v, %s records, center %.2f cores (%s CPU per snapshot record), harness %.2f cores; "+
 		"RSS base %s, +%s per connection before subscribing, +%s per idle agent (heap +%s, %d goroutines), peak %s; idle center %.2f cores, harness %.2f; "+
-		"steady: %d writes, ack p99 %s, %s deliveries, %s early (counted 0), %d stray, %d resnapshots, %d failed agents; "+
+		"steady: %d writes (%d late), ack p50 %s p99 %s, delivery from the send p50 %s p99 %s max %s, %s deliveries, %s early (counted 0), %d stray, %d resnapshots, %d failed agents; "+
 		"window %v: %s push frames, %s records pushed, %d center GCs; at its end RSS %s, heap +%s per agent; load %s",
 		f.WideAgents, f.Agents-f.WideAgents, f.Narrow, f.Services,
 		time.Duration(f.CenterStartNs).Round(time.Millisecond), time.Duration(f.DialNs).Round(time.Millisecond),
@@ -60,7 +60,7 @@ func fanoutNote(f FanoutFigures) string {
 		f.FillCenterCPU, formatNsFloat(f.FillCPUPerRecNs), f.FillHarnessCPU,
 		formatBytes(f.RSSBase), formatBytes(f.RSSPerConnection), formatBytes(f.RSSPerAgent), formatBytes(f.HeapPerAgent), f.GoroutinesPerConn,
 		formatBytes(f.RSSPeak), f.IdleCenterCPU, f.IdleHarnessCPU,
-		f.Writes, FormatNs(f.AckP99Ns), thousands(int(f.Delivered)), thousands(int(f.Early)), f.Stray, f.Resnapshots, f.FailedAgents,
+		f.Writes, f.LateWrites, FormatNs(f.AckP50Ns), FormatNs(f.AckP99Ns), FormatNs(f.SendP50Ns), FormatNs(f.SendP99Ns), FormatNs(f.SendMaxNs), thousands(int(f.Delivered)), thousands(int(f.Early)), f.Stray, f.Resnapshots, f.FailedAgents,
 		time.Duration(f.WindowNs).Round(time.Millisecond), thousands(int(f.Pushes)), thousands(int(f.PushedRecords)), f.GCs, formatBytes(f.RSSEnd), formatBytes(f.HeapEndPerAgent), f.LoadAverage)
 }
 
