@@ -145,16 +145,23 @@ type FanoutFigures struct {
 	// connected agents not yet subscribed, and idle after the fill
 	// (after Settle); peak is VmHWM after the fill. Heap is the Go heap in
 	// use (go_memstats_heap_inuse_bytes).
-	RSSBase           int64   `json:"rss_base"`
-	RSSConnected      int64   `json:"rss_connected"`
-	RSSIdle           int64   `json:"rss_idle"`
-	RSSPeak           int64   `json:"rss_peak"`
-	RSSPerAgent       int64   `json:"rss_per_idle_agent"`   // (idle - base) / S
-	RSSPerConnection  int64   `json:"rss_per_connection"`   // (connected - base) / S
-	HeapPerAgent      int64   `json:"heap_per_idle_agent"`  // heap in use, (idle - base) / S
-	GoroutinesPerConn int64   `json:"goroutines_per_agent"` // (idle - base) / S
-	IdleCenterCPU     float64 `json:"idle_center_cpu"`      // over Settle
-	IdleHarnessCPU    float64 `json:"idle_harness_cpu"`     // the same window
+	RSSBase          int64 `json:"rss_base"`
+	RSSConnected     int64 `json:"rss_connected"`
+	RSSIdle          int64 `json:"rss_idle"`
+	RSSPeak          int64 `json:"rss_peak"`
+	RSSPerAgent      int64 `json:"rss_per_idle_agent"` // (idle - base) / S
+	RSSPerConnection int64 `json:"rss_per_connection"` // (connected - base) / S
+	// What the center allocated per connection before any subscription:
+	// Go heap and goroutine stacks in use, (connected - base) / S. Unlike
+	// RSS (a fresh buffer's untouched pages are not resident) and unlike
+	// the idle figures (the storm's garbage may or may not have been
+	// collected when they are read), nothing is freed in between.
+	HeapPerConnection  int64   `json:"heap_per_connection"`
+	StackPerConnection int64   `json:"stack_per_connection"`
+	HeapPerAgent       int64   `json:"heap_per_idle_agent"`  // heap in use, (idle - base) / S
+	GoroutinesPerConn  int64   `json:"goroutines_per_agent"` // (idle - base) / S
+	IdleCenterCPU      float64 `json:"idle_center_cpu"`      // over Settle
+	IdleHarnessCPU     float64 `json:"idle_harness_cpu"`     // the same window
 
 	// Steady phase: W writes per second for the duration, then until
 	// every delivery arrived (or 30s, at least twice the duration, passed: what has not arrived then is missing).
@@ -391,6 +398,10 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 	if base.RSSConnected, _, err = c.memory(); err != nil {
 		return nil, err
 	}
+	mc, err := c.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	// The fill storm.
 	cfg.progress("fanout: %d agents: fill storm (%d snapshot records)...", s, base.FillRecords)
@@ -457,6 +468,8 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 	base.RSSPerAgent = (base.RSSIdle - base.RSSBase) / int64(s)
 	base.RSSPerConnection = (base.RSSConnected - base.RSSBase) / int64(s)
 	base.heapBase = m0["go_memstats_heap_inuse_bytes"]
+	base.HeapPerConnection = int64(mc["go_memstats_heap_inuse_bytes"]-base.heapBase) / int64(s)
+	base.StackPerConnection = int64(mc["go_memstats_stack_inuse_bytes"]-m0["go_memstats_stack_inuse_bytes"]) / int64(s)
 	base.HeapPerAgent = int64(s3.metrics["go_memstats_heap_inuse_bytes"]-base.heapBase) / int64(s)
 	base.GoroutinesPerConn = int64(math.Round((s3.metrics["go_goroutines"] - m0["go_goroutines"]) / float64(s)))
 
