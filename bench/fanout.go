@@ -156,12 +156,16 @@ type FanoutFigures struct {
 	// RSS (a fresh buffer's untouched pages are not resident) and unlike
 	// the idle figures (the storm's garbage may or may not have been
 	// collected when they are read), nothing is freed in between.
-	HeapPerConnection  int64   `json:"heap_per_connection"`
-	StackPerConnection int64   `json:"stack_per_connection"`
-	HeapPerAgent       int64   `json:"heap_per_idle_agent"`  // heap in use, (idle - base) / S
-	GoroutinesPerConn  int64   `json:"goroutines_per_agent"` // (idle - base) / S
-	IdleCenterCPU      float64 `json:"idle_center_cpu"`      // over Settle
-	IdleHarnessCPU     float64 `json:"idle_harness_cpu"`     // the same window
+	HeapPerConnection  int64 `json:"heap_per_connection"`
+	StackPerConnection int64 `json:"stack_per_connection"`
+	// ConnectGCs counts the garbage collections while the agents connected:
+	// one frees what the start left (loading E) and spoils the heap
+	// figure, which is then 0.
+	ConnectGCs        int64   `json:"connect_gcs"`
+	HeapPerAgent      int64   `json:"heap_per_idle_agent"`  // heap in use, (idle - base) / S
+	GoroutinesPerConn int64   `json:"goroutines_per_agent"` // (idle - base) / S
+	IdleCenterCPU     float64 `json:"idle_center_cpu"`      // over Settle
+	IdleHarnessCPU    float64 `json:"idle_harness_cpu"`     // the same window
 
 	// Steady phase: W writes per second for the duration, then until
 	// every delivery arrived (or 30s, at least twice the duration, passed: what has not arrived then is missing).
@@ -468,7 +472,10 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 	base.RSSPerAgent = (base.RSSIdle - base.RSSBase) / int64(s)
 	base.RSSPerConnection = (base.RSSConnected - base.RSSBase) / int64(s)
 	base.heapBase = m0["go_memstats_heap_inuse_bytes"]
-	base.HeapPerConnection = int64(mc["go_memstats_heap_inuse_bytes"]-base.heapBase) / int64(s)
+	base.ConnectGCs = int64(mc["go_gc_duration_seconds_count"] - m0["go_gc_duration_seconds_count"])
+	if base.ConnectGCs == 0 {
+		base.HeapPerConnection = int64(mc["go_memstats_heap_inuse_bytes"]-base.heapBase) / int64(s)
+	}
 	base.StackPerConnection = int64(mc["go_memstats_stack_inuse_bytes"]-m0["go_memstats_stack_inuse_bytes"]) / int64(s)
 	base.HeapPerAgent = int64(s3.metrics["go_memstats_heap_inuse_bytes"]-base.heapBase) / int64(s)
 	base.GoroutinesPerConn = int64(math.Round((s3.metrics["go_goroutines"] - m0["go_goroutines"]) / float64(s)))

@@ -51,14 +51,14 @@ func WriteFanoutTable(w io.Writer, rs []FanoutResult) error {
 func fanoutNote(f FanoutFigures) string {
 	return fmt.Sprintf("%d wide agents (svc/), %d narrow (%d of %d services each); center start %v, dial %v; "+
 		"fill: median %v, last %v, %s records, center %.2f cores (%s CPU per snapshot record), harness %.2f cores; "+
-		"RSS base %s, +%s per connection before subscribing (heap +%s, stacks +%s), +%s per idle agent (heap +%s, %d goroutines), peak %s; idle center %.2f cores, harness %.2f; "+
+		"RSS base %s, +%s per connection before subscribing (heap +%s (%d GCs meanwhile), stacks +%s), +%s per idle agent (heap +%s, %d goroutines), peak %s; idle center %.2f cores, harness %.2f; "+
 		"steady: %d writes (%d late), ack p50 %s p99 %s, delivery from the send p50 %s p99 %s max %s, %s deliveries, %s early (counted 0), %d stray, %d resnapshots, %d failed agents; "+
 		"window %v: %s push frames, %s records pushed, %d center GCs; at its end RSS %s, heap +%s per agent; load %s",
 		f.WideAgents, f.Agents-f.WideAgents, f.Narrow, f.Services,
 		time.Duration(f.CenterStartNs).Round(time.Millisecond), time.Duration(f.DialNs).Round(time.Millisecond),
 		time.Duration(f.FillP50Ns).Round(time.Millisecond), time.Duration(f.FillNs).Round(time.Millisecond), thousands(int(f.FillRecords)),
 		f.FillCenterCPU, formatNsFloat(f.FillCPUPerRecNs), f.FillHarnessCPU,
-		formatBytes(f.RSSBase), formatBytes(f.RSSPerConnection), formatBytes(f.HeapPerConnection), formatBytes(f.StackPerConnection), formatBytes(f.RSSPerAgent), formatBytes(f.HeapPerAgent), f.GoroutinesPerConn,
+		formatBytes(f.RSSBase), formatBytes(f.RSSPerConnection), formatBytes(f.HeapPerConnection), f.ConnectGCs, formatBytes(f.StackPerConnection), formatBytes(f.RSSPerAgent), formatBytes(f.HeapPerAgent), f.GoroutinesPerConn,
 		formatBytes(f.RSSPeak), f.IdleCenterCPU, f.IdleHarnessCPU,
 		f.Writes, f.LateWrites, FormatNs(f.AckP50Ns), FormatNs(f.AckP99Ns), FormatNs(f.SendP50Ns), FormatNs(f.SendP99Ns), FormatNs(f.SendMaxNs), thousands(int(f.Delivered)), thousands(int(f.Early)), f.Stray, f.Resnapshots, f.FailedAgents,
 		time.Duration(f.WindowNs).Round(time.Millisecond), thousands(int(f.Pushes)), thousands(int(f.PushedRecords)), f.GCs, formatBytes(f.RSSEnd), formatBytes(f.HeapEndPerAgent), f.LoadAverage)
