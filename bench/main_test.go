@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,6 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shmreg/shmreg/agent"
 	"github.com/shmreg/shmreg/registry/pair"
@@ -139,6 +145,9 @@ func runTestCenter(jsonArgs string) error {
 	fs.Float64Var(&opts.SelfPreservation, "self-preservation", 0, "")
 	fs.String("log-level", "", "")
 	fs.BoolVar(&opts.Insecure, "insecure", false, "")
+	fs.IntVar(&opts.MaxConns, "max-conns", 0, "")
+	fs.IntVar(&opts.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
+	metrics := fs.String("metrics", "", "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,6 +156,22 @@ func runTestCenter(jsonArgs string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if *metrics != "" {
+		// As `shmreg center --metrics`: the center's metrics and the Go
+		// runtime's, at /metrics.
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector())
+		opts.Registerer = reg
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Addr: *metrics, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", *metrics)
+		if err != nil {
+			return err
+		}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
 	c, err := pair.New(opts)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ workloads:
   compare    the same lookups against map, shm, bbolt, center, redis and etcd
   write      upserts and deletes into a region; heartbeats absorbed by a center
   propagate  latency from a center's ack to visibility in every agent's region; fill time
+  fanout     one center pushing to S simulated agents: fill storm, delivery latency, center CPU and RSS
   plot       draw the chart of records saved with --json (--json in.json --plot out.png)
 
 Run 'shmreg bench <workload> --help' for its flags.`
@@ -47,6 +49,8 @@ func runBench(args []string) error {
 		return benchWrite(ctx, args[1:])
 	case "propagate":
 		return benchPropagate(ctx, args[1:])
+	case "fanout":
+		return benchFanout(ctx, args[1:])
 	case "plot":
 		return benchPlot(args[1:])
 	case "read-worker":
@@ -247,6 +251,89 @@ func benchPropagate(ctx context.Context, args []string) error {
 		return err
 	}
 	return f.report(rs, "", "shmreg bench propagate")
+}
+
+func benchFanout(ctx context.Context, args []string) error {
+	var fc bench.FanoutConfig
+	fs := newFlags("bench fanout", "", "One `shmreg center` process holding --entries instances and S simulated agents\n(real protocol clients in this process), for each S of --agents: all subscribe at\nonce (fill storm), idle, then --rate writes/s for --duration each. Reports the\nfill time, the center's RSS per idle agent, delivery latency (writer's ack to\narrival at each agent), and the center's CPU per delivered record.")
+	agents := fs.String("agents", "100,1000", "numbers of simulated agents (S), comma-separated")
+	rates := fs.String("rate", "100,1000", "acknowledged writes per second (W) of the steady phases, comma-separated")
+	fs.IntVar(&fc.Entries, "entries", 100_000, "entries (E) preloaded, svc/<service>/<id>, about 480 bytes each")
+	fs.DurationVar(&fc.Run.Duration, "duration", 10*time.Second, "length of each steady phase")
+	fs.Float64Var(&fc.Wide, "prefix-mix", 0.5, "share of agents subscribing to svc/; the others follow --narrow services each (negative: none)")
+	fs.IntVar(&fc.Services, "services", 20, "services the entries belong to")
+	fs.IntVar(&fc.Narrow, "narrow", 2, "services (svc/<service>/) each narrow agent follows")
+	fs.IntVar(&fc.Writers, "writers", 16, "writer connections the steady writes are spread over")
+	fs.IntVar(&fc.InFlight, "in-flight", 1024, "writes sent on schedule and not yet acknowledged, at most")
+	fs.DurationVar(&fc.FillTimeout, "fill-timeout", 15*time.Minute, "give up on a fill storm after this long")
+	maxRSS := fs.Int64("max-center-rss-mb", 0, "stop a fill storm once the center's RSS exceeds this (default 60% of MemAvailable)")
+	fs.StringVar(&fc.Dir, "dir", "", "directory for the center's store (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
+	jsonPath := fs.String("json", "", "also write the rows to this file as JSON")
+	plotPath := fs.String("plot", "", "also write a chart of delivery p99 and CPU per record against S: PNG or SVG by its extension")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if ext := strings.ToLower(filepath.Ext(*plotPath)); *plotPath != "" && ext != ".png" && ext != ".svg" {
+		return usageErrorf("--plot %s: the file name must end in .png or .svg", *plotPath)
+	}
+	var err error
+	if fc.Agents, err = intList("--agents", *agents); err != nil {
+		return err
+	}
+	if fc.Rates, err = intList("--rate", *rates); err != nil {
+		return err
+	}
+	fc.MaxCenterRSS = *maxRSS << 20
+	if !*quiet {
+		fc.Progress = os.Stderr
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	fc.CenterCmd = func(cargs []string) *exec.Cmd { return exec.Command(self, append([]string{"center"}, cargs...)...) }
+	// Each row is saved as it comes: a run of many minutes keeps what it
+	// measured if it is interrupted.
+	var done []bench.FanoutResult
+	fc.OnRow = func(r bench.FanoutResult) {
+		done = append(done, r)
+		fmt.Fprintf(os.Stderr, "\r\033[K%d agents, %d writes/s: %s: p99 %s, %.0f writes/s: %s\n", r.Clients, r.Fanout.Rate, r.Status, bench.FormatNs(r.P99), r.Fanout.WritesPerSec, r.Note)
+		if *jsonPath != "" {
+			if err := bench.WriteFanoutJSON(*jsonPath, done); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}
+	}
+	rs, err := bench.Fanout(ctx, fc)
+	if err != nil {
+		return err
+	}
+	m := bench.ThisMachine()
+	fmt.Printf("shmreg bench fanout — %s, %d cores, GOMAXPROCS %d, %s\n\n", m.CPUModel, m.Cores, m.GOMAXPROCS, m.GoVersion)
+	if err := bench.WriteFanoutTable(os.Stdout, rs); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		fmt.Printf("  %d agents, %d writes/s: %s: %s\n", r.Clients, r.Fanout.Rate, r.Status, r.Note)
+	}
+	if *plotPath != "" {
+		return bench.WriteFanoutPlotFile(*plotPath, "shmreg bench fanout", rs)
+	}
+	return nil
+}
+
+// intList parses a comma-separated list of positive integers.
+func intList(flagName, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, usageErrorf("%s %q: want positive integers separated by commas", flagName, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // benchPlot redraws the chart of a run from its --json records.
