@@ -62,12 +62,18 @@ func run() error {
 	defer srv.Shutdown(context.Background())
 
 	// Register through the SDK: the client heartbeats in the background and
-	// fails over between the centers; ending ctx deregisters.
+	// fails over between the centers. Close deregisters what the client
+	// still holds before it returns (bounded by DeregisterTimeout), so a
+	// clean shutdown leaves no instance behind for others to call.
 	client, err := registry.NewClient(registry.ClientOptions{Addrs: strings.Split(*centers, ","), Name: "orders-client"})
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer func() {
+		if err := client.Close(); err != nil {
+			slog.Warn("deregister at shutdown (the instance expires after its TTL)", "err", err)
+		}
+	}()
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	hostname, _ := os.Hostname()
