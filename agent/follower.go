@@ -111,8 +111,12 @@ func (f *follower) run(ctx context.Context) {
 			continue
 		}
 		wait := retry.next()
-		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
 		next = (idx + 1) % len(opts.Centers) // fail over to the other first
+		if next != idx {
+			f.a.log.Warn("lost center; failing over", "addr", opts.Centers[idx], "to", opts.Centers[next], "err", err, "retry_in", wait)
+		} else {
+			f.a.log.Warn("lost center; reconnecting", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
+		}
 		f.idle(ctx, wait)
 	}
 }

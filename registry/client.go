@@ -248,7 +248,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 	if !slices.ContainsFunc(errs, errIsConn) {
 		return nil, errors.Join(errs...)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	return nil, &unavailableError{errs: errs}
 }
 
 // drop abandons a failed connection; the next use tries the other center.
