@@ -454,7 +454,8 @@ func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
 }
 
 func (c *Conn) delete(ctx context.Context, key, wid string) (Version, error) {
-	if err := ValidateKey(key); err != nil {
+	// A key written before control characters were refused can be deleted.
+	if err := wire.ValidateStoredKey(key); err != nil {
 		return Version{}, err
 	}
 	var ok wire.OKMsg
