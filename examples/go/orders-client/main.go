@@ -5,7 +5,7 @@
 // It needs a running pair of centers and an agent on the host (see
 // README.md in this folder):
 //
-//	orders-client -centers 127.0.0.1:7400,127.0.0.1:7401 -region registry -listen 127.0.0.1:9000
+//	orders-client -centers 127.0.0.1:7701,127.0.0.1:7702 -region registry -listen 127.0.0.1:9000
 //
 // Every second it picks an "orders" instance by consistent hashing on a
 // user id and sends it GET /orders?user=<id>.
@@ -40,7 +40,7 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("orders-client", flag.ContinueOnError)
-	centers := fs.String("centers", "127.0.0.1:7400", "comma-separated center addresses")
+	centers := fs.String("centers", "127.0.0.1:7701,127.0.0.1:7702", "comma-separated center addresses")
 	region := fs.String("region", "registry", "region name or path the local agent writes")
 	listen := fs.String("listen", "127.0.0.1:9000", "address this service serves on")
 	target := fs.String("call", "orders", "service to call")
