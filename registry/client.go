@@ -173,10 +173,10 @@ func (c *Client) Close() error {
 	}
 	// A Register answered after closing was set deletes its own instance;
 	// a Register's context that ended before Close has its goroutine
-	// deleting the instance. Both are bounded by DeregisterTimeout and need
-	// the connection: wait for them before closing it.
-	c.registering.Wait()
-	c.regsWG.Wait()
+	// deleting the instance. Both need the connection: wait for them
+	// before closing it, within the same bound.
+	waitUntil(ctx, &c.registering)
+	waitUntil(ctx, &c.regsWG)
 
 	c.mu.Lock()
 	c.closed = true
@@ -189,6 +189,16 @@ func (c *Client) Close() error {
 		conn.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// waitUntil waits for wg, or until ctx ends.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // Center returns the id of the center in use ("" if not connected).
