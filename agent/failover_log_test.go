@@ -64,3 +64,26 @@ func TestLostCenterLogSaysFailover(t *testing.T) {
 		t.Errorf("the log says no center is available while B is up:\n%s", logs.String())
 	}
 }
+
+// TestNoCenterLogSaysItOnce: with neither center up, the agent's log says
+// "no center available" once, then why for each center.
+func TestNoCenterLogSaysItOnce(t *testing.T) {
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	opts := testOptions(t.TempDir(), []string{addrA, addrB}, "svc/")
+	var logs lockedBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	startAgent(t, opts)
+	var line string
+	eventually(t, "a log line for the failed round", func() error {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "no center reachable") {
+				line = l
+				return nil
+			}
+		}
+		return errors.New("none yet")
+	})
+	if n := strings.Count(line, "no center available"); n != 1 || !strings.Contains(line, addrA) || !strings.Contains(line, addrB) {
+		t.Errorf("the line says \"no center available\" %d times, or leaves out a center: %q", n, line)
+	}
+}

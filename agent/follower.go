@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -158,8 +159,33 @@ func (f *follower) dialAny(ctx context.Context, start int) (int, *registry.Conn,
 			break
 		}
 	}
-	return 0, nil, errors.Join(errs...)
+	return 0, nil, dialErrors(errs)
 }
+
+// dialErrors is a round in which no center answered: it says "no center
+// available" once, then what each center's dial said, and errors.Is and
+// errors.As see every one of them.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	prefix := registry.ErrUnavailable.Error() + ": "
+	parts := make([]string, len(e))
+	all := true
+	for i, err := range e {
+		parts[i] = err.Error()
+		if strings.HasPrefix(parts[i], prefix) {
+			parts[i] = parts[i][len(prefix):]
+		} else {
+			all = false // a refusal (a wrong token, say): said as it is
+		}
+	}
+	if all {
+		return prefix + strings.Join(parts, "; ")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e dialErrors) Unwrap() []error { return e }
 
 // event is what the pump hands the follower: a batch or the end.
 type event struct {
