@@ -333,7 +333,7 @@ func (a *Agent) Register(ctx context.Context, in registry.Instance, ttl time.Dur
 	}
 	// The registration must outlive this request: the client deregisters
 	// when the context given to Register ends. Client.Close (at Shutdown)
-	// stops the heartbeats without deregistering.
+	// stops the heartbeats without deregistering (KeepOnClose).
 	rctx := context.WithoutCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Register(rctx, in, registry.RegisterOptions{}) }()
@@ -377,6 +377,8 @@ func (a *Agent) sdk() (*registry.Client, error) {
 		c, err := registry.NewClient(registry.ClientOptions{
 			Addrs: a.opts.Centers, Token: a.opts.Token, TLS: a.opts.TLS,
 			Name: "shmreg-agent", Logger: a.log,
+			// The next agent registers them again (see Shutdown).
+			KeepOnClose: true,
 		})
 		if err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shmreg/shmreg/registry"
+	"github.com/shmreg/shmreg/registry/pair"
 )
 
 // controlClient speaks the control protocol.
@@ -239,4 +240,28 @@ func ExampleDecodeRequest() {
 	// Output:
 	// refresh svc/web/1 <nil>
 	// agent: bad request: unknown op "explode"
+}
+
+// TestShutdownKeepsRegistrations: an agent that stops leaves the instances
+// it registered for local processes to expire after their TTL (the next
+// agent registers them again), unlike a service's own client, whose Close
+// deregisters.
+func TestShutdownKeepsRegistrations(t *testing.T) {
+	ca, cb := testPair(t)
+	dir := t.TempDir()
+	a := startAgent(t, testOptions(dir, []string{ca.Addr().String(), cb.Addr().String()}, "svc/"))
+	in := instance("local", "p1", 7000)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Register(ctx, in, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the instance replicated", func() error { _, err := cb.Get(in.Key()); return err })
+	stopAgent(t, a)
+	time.Sleep(200 * time.Millisecond) // a late deregistration would have landed
+	for _, c := range []*pair.Center{ca, cb} {
+		if _, err := c.Get(in.Key()); err != nil {
+			t.Errorf("the agent's shutdown deregistered the instance (center %s): %v", c.ID(), err)
+		}
+	}
 }

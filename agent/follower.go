@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -111,8 +112,12 @@ func (f *follower) run(ctx context.Context) {
 			continue
 		}
 		wait := retry.next()
-		f.a.log.Warn("lost center", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
 		next = (idx + 1) % len(opts.Centers) // fail over to the other first
+		if next != idx {
+			f.a.log.Warn("lost center; failing over", "addr", opts.Centers[idx], "to", opts.Centers[next], "err", err, "retry_in", wait)
+		} else {
+			f.a.log.Warn("lost center; reconnecting", "addr", opts.Centers[idx], "err", err, "retry_in", wait)
+		}
 		f.idle(ctx, wait)
 	}
 }
@@ -154,8 +159,33 @@ func (f *follower) dialAny(ctx context.Context, start int) (int, *registry.Conn,
 			break
 		}
 	}
-	return 0, nil, errors.Join(errs...)
+	return 0, nil, dialErrors(errs)
 }
+
+// dialErrors is a round in which no center answered: it says "no center
+// available" once, then what each center's dial said, and errors.Is and
+// errors.As see every one of them.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	prefix := registry.ErrUnavailable.Error() + ": "
+	parts := make([]string, len(e))
+	all := true
+	for i, err := range e {
+		parts[i] = err.Error()
+		if strings.HasPrefix(parts[i], prefix) {
+			parts[i] = parts[i][len(prefix):]
+		} else {
+			all = false // a refusal (a wrong token, say): said as it is
+		}
+	}
+	if all {
+		return prefix + strings.Join(parts, "; ")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e dialErrors) Unwrap() []error { return e }
 
 // event is what the pump hands the follower: a batch or the end.
 type event struct {

@@ -33,6 +33,16 @@ type ClientOptions struct {
 	// silent center is given up within about 6s; a center that dies or
 	// closes is noticed at once.
 	KeepAlive time.Duration
+	// KeepOnClose makes Close leave the instances registered: they expire
+	// after their TTL unless someone registers them again. For a client that
+	// registers on behalf of others and hands over to its successor (the
+	// host agent); a service registering itself wants the default, false:
+	// Close deregisters.
+	KeepOnClose bool
+	// DeregisterTimeout bounds the deregistration Close makes of the
+	// instances the client still holds, and the one made when a Register's
+	// context ends. Default 2s.
+	DeregisterTimeout time.Duration
 	// Logger receives the client's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -43,19 +53,34 @@ type ClientOptions struct {
 // failover or reconnect, and whenever a center reports it does not know an
 // instance (it expired there or was never replicated), the client registers
 // the instance again.
+//
+// A clean shutdown leaves nothing behind: Close deregisters every instance
+// the client still holds before it stops (see Close), and so does the end
+// of a Register's context for that instance.
 type Client struct {
 	opts ClientOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	conn    *Conn
-	next    int
-	regs    map[string]*registration
-	closed  bool
+	mu   sync.Mutex
+	conn *Conn
+	next int
+	regs map[string]*registration
+	// closing is set when Close begins: no new registration is taken
+	// from then on, and Close deregisters those it found in regs.
+	closing bool
+	// closed is set once Close has deregistered: no new connection.
+	closed bool
+	// registering counts the Registers past the closing check whose
+	// registration is not yet in regs; Close waits for them (a Register
+	// that finds closing set when it is answered deletes its instance).
+	registering sync.WaitGroup
+	// regsWG counts the goroutines that wait for a Register's context to
+	// end; Close waits for them, since one may be deregistering.
+	regsWG  sync.WaitGroup
 	kick    chan struct{} // wake the heartbeat loop (new registration)
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the heartbeat loop
 	dialing sync.Mutex
 
 	// seen is the highest version any of the client's connections has
@@ -98,6 +123,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 2 * time.Second
 	}
+	if opts.DeregisterTimeout == 0 {
+		opts.DeregisterTimeout = 2 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -108,14 +136,49 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	return c, nil
 }
 
-// Close stops heartbeats and closes the connection. Registered instances are
-// not deregistered: they expire after their TTL (or their disconnect grace).
+// Close deregisters the instances the client still holds (unless
+// ClientOptions.KeepOnClose), then stops the heartbeats and closes the
+// connection. The deregistration is bounded by
+// ClientOptions.DeregisterTimeout (failing over between the centers like
+// any write); Close returns the deletions that failed, and an instance
+// whose deletion failed expires after its TTL. A re-registration the
+// heartbeat loop has on the wire is answered before the deletion is sent,
+// so it cannot bring the instance back. A Register that returns after Close
+// has begun deletes its instance itself and returns ErrClosed. Close is
+// idempotent.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.closed {
+	if c.closing {
 		c.mu.Unlock()
 		return nil
 	}
+	c.closing = true
+	regs := c.regs
+	c.regs = make(map[string]*registration)
+	for _, r := range regs {
+		close(r.stop)
+	}
+	c.mu.Unlock()
+	if c.opts.KeepOnClose {
+		regs = nil
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.DeregisterTimeout)
+	defer cancel()
+	var errs []error
+	for key, r := range regs {
+		if err := c.deleteRegistration(ctx, key, r); err != nil {
+			errs = append(errs, fmt.Errorf("deregister %s: %w", key, err))
+		}
+	}
+	// A Register answered after closing was set deletes its own instance;
+	// a Register's context that ended before Close has its goroutine
+	// deleting the instance. Both need the connection: wait for them
+	// before closing it, within the same bound.
+	waitUntil(ctx, &c.registering)
+	waitUntil(ctx, &c.regsWG)
+
+	c.mu.Lock()
 	c.closed = true
 	conn := c.conn
 	c.conn = nil
@@ -125,7 +188,17 @@ func (c *Client) Close() error {
 	if conn != nil {
 		conn.Close()
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// waitUntil waits for wg, or until ctx ends.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // Center returns the id of the center in use ("" if not connected).
@@ -185,7 +258,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 	if !slices.ContainsFunc(errs, errIsConn) {
 		return nil, errors.Join(errs...)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	return nil, &unavailableError{errs: errs}
 }
 
 // drop abandons a failed connection; the next use tries the other center.
@@ -219,39 +292,97 @@ func (c *Client) do(ctx context.Context, f func(*Conn) error) error {
 }
 
 // Register registers an instance and keeps it alive with heartbeats until
-// Deregister, Close, or the end of ctx (which also deregisters it, best
-// effort). It returns once a center has made the registration durable.
+// Deregister, Close, or the end of ctx; Close and the end of ctx also
+// deregister it (bounded by ClientOptions.DeregisterTimeout). It returns
+// once a center has made the registration durable.
 func (c *Client) Register(ctx context.Context, in Instance, opts RegisterOptions) error {
 	in, err := in.Normalize()
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.registering.Add(1)
+	c.mu.Unlock()
+	defer c.registering.Done()
 	wid := wire.NewWID() // the same on the retry at the other center
+	key := in.Key()
 	if err := c.do(ctx, func(conn *Conn) error { _, err := conn.register(ctx, in, opts, wid); return err }); err != nil {
+		if ctx.Err() != nil {
+			c.undoRegister(key)
+		}
 		return err
 	}
 	r := &registration{in: in, opts: opts, stop: make(chan struct{})}
-	key := in.Key()
 	c.mu.Lock()
+	if c.closing {
+		// Close took the registrations before this one was answered: it
+		// waits for this deletion before it closes the connection.
+		c.mu.Unlock()
+		if c.opts.KeepOnClose {
+			return ErrClosed
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), c.opts.DeregisterTimeout)
+		defer cancel()
+		if err := c.deleteRegistration(dctx, key, nil); err != nil {
+			return fmt.Errorf("%w (and deregistering %s: %w)", ErrClosed, key, err)
+		}
+		return ErrClosed
+	}
 	if old := c.regs[key]; old != nil {
 		close(old.stop)
 	}
 	c.regs[key] = r
+	c.regsWG.Add(1)
 	c.mu.Unlock()
 	c.wakeHeartbeats()
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer c.regsWG.Done()
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-			c.deregister(dctx, key, r)
+			// Not derived from the client's context: Close waits for
+			// this deletion instead of cutting it short.
+			dctx, cancel := context.WithTimeout(context.Background(), c.opts.DeregisterTimeout)
+			if err := c.deregister(dctx, key, r); err != nil {
+				c.log.Warn("deregister at the end of the registration's context", "key", key, "err", err)
+			}
 			cancel()
 		case <-r.stop:
-		case <-c.ctx.Done():
 		}
 	}()
 	return nil
+}
+
+// undoRegister deletes key after a Register whose context ended before
+// the center answered: the center may have made the registration durable
+// all the same, and nothing would heartbeat or deregister it. It is left
+// alone if another registration of the key is current. The deletion runs
+// in the background (Close waits for it), unless Close has begun, which
+// waits for this Register instead.
+func (c *Client) undoRegister(key string) {
+	c.mu.Lock()
+	if c.regs[key] != nil || c.opts.KeepOnClose && c.closing {
+		c.mu.Unlock()
+		return
+	}
+	del := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.DeregisterTimeout)
+		defer cancel()
+		if err := c.deleteRegistration(ctx, key, nil); err != nil {
+			c.log.Warn("deregister after an interrupted Register", "key", key, "err", err)
+		}
+	}
+	if c.closing {
+		c.mu.Unlock()
+		del()
+		return
+	}
+	c.regsWG.Add(1)
+	c.mu.Unlock()
+	go func() { defer c.regsWG.Done(); del() }()
 }
 
 // Deregister stops heartbeating an instance and deletes it.
@@ -263,6 +394,8 @@ func (c *Client) Deregister(ctx context.Context, service, id string) error {
 	return c.deregister(ctx, key, r)
 }
 
+// deregister ends registration r of key, if it is still the current one,
+// and deletes the instance; with r nil it deletes key.
 func (c *Client) deregister(ctx context.Context, key string, r *registration) error {
 	if r != nil {
 		c.mu.Lock()
@@ -273,12 +406,22 @@ func (c *Client) deregister(ctx context.Context, key string, r *registration) er
 		}
 		c.mu.Unlock()
 		if !current {
-			// A newer Register of the same instance owns the key now (or
-			// this registration was already deregistered).
+			// A newer Register of the same instance owns the key now, or
+			// this registration was already deregistered (or taken by
+			// Close, which deletes it).
 			return nil
 		}
-		// A re-registration already on the wire is answered before the
-		// Delete goes out; any later one sees the registration ended.
+	}
+	return c.deleteRegistration(ctx, key, r)
+}
+
+// deleteRegistration deletes the instance of an ended registration r (its
+// stop closed; nil for none): once the heartbeat loop's re-registration of
+// it, if one is on the wire, has been answered, so that the Delete lands
+// after it instead of being overtaken by it. Any later re-registration
+// sees the registration ended and is not sent.
+func (c *Client) deleteRegistration(ctx context.Context, key string, r *registration) error {
+	if r != nil {
 		// The lock is a barrier only: holding it through the Delete would
 		// stall the heartbeats of every other instance behind it.
 		r.sending.Lock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/shmreg/shmreg/registry/internal/wire"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +92,8 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial %s: %v", ErrUnavailable, addr, err)
+		// The net error names the address ("dial tcp ADDR: ...").
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if opts.TLS != nil {
 		cfg := opts.TLS
@@ -102,7 +104,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("%w: tls %s: %v", ErrUnavailable, addr, err)
+			return nil, fmt.Errorf("%w: tls handshake with %s: %v", ErrUnavailable, addr, err)
 		}
 		nc = tc
 	}
@@ -120,7 +122,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 		c.seen = &c.ownSeen
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
-	if err := c.handshake(ctx, br); err != nil {
+	if err := c.handshake(ctx, addr, br); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -131,8 +133,14 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
-	deadline := time.Now().Add(wire.HandshakeTimeout)
+// handshake sends the hello and reads the welcome. Something that is not
+// a shmreg center at addr shows here: it answers in text (an HTTP server
+// that replies to the garbage it got, a text protocol), or it says nothing
+// (an HTTP server waiting for the end of a request line), and both are said
+// as such rather than as a frame size or a bare timeout.
+func (c *Conn) handshake(ctx context.Context, addr string, br *bufio.Reader) error {
+	start := time.Now()
+	deadline := start.Add(wire.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -143,11 +151,18 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
 		return err
 	}
 	if _, err := c.nc.Write(b); err != nil {
-		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: handshake with %s: %v", ErrUnavailable, addr, err)
 	}
 	p, err := wire.ReadFrame(br, c.maxFrame)
-	if err != nil {
-		return fmt.Errorf("%w: handshake: %v", ErrUnavailable, err)
+	var text *wire.NotProtocolError
+	var ne net.Error
+	switch {
+	case errors.As(err, &text):
+		return &notCenterError{addr: addr, why: fmt.Sprintf("it answered %q...", text.Head[:])}
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %s did not answer the handshake within %v (is it a shmreg center?)", ErrUnavailable, addr, deadline.Sub(start).Round(100*time.Millisecond))
+	case err != nil:
+		return fmt.Errorf("%w: handshake with %s: %v", ErrUnavailable, addr, err)
 	}
 	f, err := wire.DecodeFrame(p)
 	if err != nil {
@@ -168,6 +183,51 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
 	}
 	return fmt.Errorf("%w: handshake: unexpected frame type %d", ErrProtocol, f.Type)
 }
+
+// notCenterError: the address answered, but not in the shmreg protocol.
+// The client treats it as an unavailable center (it tries the other one).
+type notCenterError struct{ addr, why string }
+
+func (e *notCenterError) Error() string {
+	return fmt.Sprintf("%v: %s is not a shmreg center (%s)", ErrUnavailable, e.addr, e.why)
+}
+
+func (e *notCenterError) Unwrap() []error { return []error{ErrUnavailable, ErrProtocol} }
+
+// lostError: the connection to one center failed. It is ErrUnavailable
+// for that center only (the other may well be up), so it does not say "no
+// center available".
+type lostError struct {
+	center string
+	err    error
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("registry: connection to center %s lost: %v", e.center, e.err)
+}
+
+func (e *lostError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+
+// unavailableError is the failure of every center a Client tried: "no
+// center available" once, then what each said, the sentinel's words
+// dropped from each.
+type unavailableError struct{ errs []error }
+
+func (e *unavailableError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrUnavailable.Error())
+	for i, err := range e.errs {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
+	}
+	return b.String()
+}
+
+func (e *unavailableError) Unwrap() []error { return append([]error{ErrUnavailable}, e.errs...) }
 
 func remoteErr(body []byte) error {
 	var m wire.ErrorMsg
@@ -225,7 +285,7 @@ func (c *Conn) readLoop(br *bufio.Reader) {
 		c.nc.SetReadDeadline(time.Now().Add(idle))
 		p, err := wire.ReadFrame(br, c.maxFrame)
 		if err != nil {
-			c.shutdown(fmt.Errorf("%w: connection to %s lost: %v", ErrUnavailable, c.centerID, err))
+			c.shutdown(&lostError{center: c.centerID, err: err})
 			return
 		}
 		f, err := wire.DecodeFrame(p)
@@ -394,7 +454,8 @@ func (c *Conn) Delete(ctx context.Context, key string) (Version, error) {
 }
 
 func (c *Conn) delete(ctx context.Context, key, wid string) (Version, error) {
-	if err := ValidateKey(key); err != nil {
+	// A key written before control characters were refused can be deleted.
+	if err := wire.ValidateStoredKey(key); err != nil {
 		return Version{}, err
 	}
 	var ok wire.OKMsg

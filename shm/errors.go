@@ -2,6 +2,7 @@ package shm
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/shmreg/shmreg/skiplist"
 )
@@ -38,3 +39,23 @@ var (
 	// forced it free; what the read saw may have been reused, so it is discarded.
 	ErrEvicted = errors.New("shm: read outlived its lease and was evicted")
 )
+
+// IncompleteError: a region with one of its two files (the data file and
+// the control file beside it, PATH.ctl) missing, most likely removed by
+// hand. It wraps ErrNoRegion: there is no region to read until its writer
+// opens it again and recreates the control file (a missing data file means
+// the entries are lost; the writer starts an empty region).
+type IncompleteError struct {
+	Path    string // the data file's path, which names the region
+	Missing string // the file that is missing
+	Control bool   // whether the missing file is the control file
+}
+
+func (e *IncompleteError) Error() string {
+	if e.Control {
+		return fmt.Sprintf("shm: region %s is incomplete: its control file %s is missing (the data file is there)", e.Path, e.Missing)
+	}
+	return fmt.Sprintf("shm: region %s is incomplete: its data file %s is missing (the control file is there)", e.Path, e.Missing)
+}
+
+func (e *IncompleteError) Unwrap() error { return ErrNoRegion }

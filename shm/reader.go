@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -76,10 +78,16 @@ func Open(name string, opts Options) (*Reader, error) {
 	opts = opts.withDefaults()
 	path := opts.Resolve(name)
 	ctl, err := openControl(ctlPath(path), false, 0, 0)
+	if errors.Is(err, ErrNoRegion) && exists(path) {
+		return nil, &IncompleteError{Path: path, Missing: ctlPath(path), Control: true}
+	}
 	if err != nil {
 		return nil, err
 	}
 	m, err := openMapping(path, false)
+	if errors.Is(err, ErrNoRegion) {
+		err = &IncompleteError{Path: path, Missing: path}
+	}
 	if err != nil {
 		ctl.close()
 		return nil, err
@@ -94,6 +102,13 @@ func Open(name string, opts Options) (*Reader, error) {
 
 // Path returns the data file's path.
 func (r *Reader) Path() string { return r.path }
+
+// exists reports whether a file is at path (an error other than "does not
+// exist", a permission say, counts as there: the open said what it was).
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
 
 func (r *Reader) newHandle() any {
 	r.mu.Lock()

@@ -394,3 +394,29 @@ func TestReplaceKilledBeforeRename(t *testing.T) {
 		t.Fatalf("the region was replaced though nothing was rebuilt: %+v %v", st, err)
 	}
 }
+
+// TestOpenIncompleteRegion: a region missing one of its two files is
+// reported as such, naming the missing file, and is still ErrNoRegion.
+func TestOpenIncompleteRegion(t *testing.T) {
+	for _, control := range []bool{true, false} {
+		opts := testOptions(t)
+		w, err := OpenWriter("r", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		path := opts.Resolve("r")
+		missing := path
+		if control {
+			missing = path + ".ctl"
+		}
+		if err := os.Remove(missing); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Open("r", opts)
+		var ie *IncompleteError
+		if !errors.As(err, &ie) || ie.Missing != missing || ie.Control != control || !errors.Is(err, ErrNoRegion) {
+			t.Errorf("Open with %s removed: %v", missing, err)
+		}
+	}
+}

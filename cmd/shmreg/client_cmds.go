@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -68,17 +69,36 @@ func (f clientFlags) client(role registry.Role) (*registry.Client, error) {
 
 func runPut(args []string) error {
 	return writeRequest{
-		name: "put", args: "KEY VALUE", summary: "Write a key/value to the centers.", done: "put",
-		send: func(ctx context.Context, cl *registry.Client, a []string) (registry.Version, error) {
-			return cl.Put(ctx, a[0], []byte(a[1]))
+		name: "put", args: "KEY VALUE", summary: "Write a key/value to the centers. A VALUE of - is read from standard input,\nas it is (any bytes; a trailing newline is kept).", done: "put",
+		value: func(a []string) ([]byte, error) {
+			if a[1] == "-" {
+				return readValue(os.Stdin)
+			}
+			return []byte(a[1]), nil
+		},
+		send: func(ctx context.Context, cl *registry.Client, a []string, value []byte) (registry.Version, error) {
+			return cl.Put(ctx, a[0], value)
 		},
 	}.run(args)
+}
+
+// readValue reads a value from r, refusing one over the limit before it
+// reads the rest.
+func readValue(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, registry.MaxValueLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the value from standard input: %w", err)
+	}
+	if len(b) > registry.MaxValueLen {
+		return nil, fmt.Errorf("%w: the value on standard input exceeds %d bytes", registry.ErrTooLarge, registry.MaxValueLen)
+	}
+	return b, nil
 }
 
 func runDel(args []string) error {
 	return writeRequest{
 		name: "del", args: "KEY", summary: "Delete a key from the centers.", done: "deleted",
-		send: func(ctx context.Context, cl *registry.Client, a []string) (registry.Version, error) {
+		send: func(ctx context.Context, cl *registry.Client, a []string, _ []byte) (registry.Version, error) {
 			return cl.Delete(ctx, a[0])
 		},
 	}.run(args)
@@ -92,7 +112,10 @@ type writeRequest struct {
 	args    string // positional arguments, space-separated, as the usage line shows them; the first is the key
 	summary string
 	done    string // verb of the line printed on success
-	send    func(ctx context.Context, cl *registry.Client, args []string) (registry.Version, error)
+	// value, if set, gets the value to write from the arguments, before
+	// the request's time limit starts (it may read standard input).
+	value func(args []string) ([]byte, error)
+	send  func(ctx context.Context, cl *registry.Client, args []string, value []byte) (registry.Version, error)
 }
 
 func (w writeRequest) run(args []string) error {
@@ -107,6 +130,13 @@ func (w writeRequest) run(args []string) error {
 	if err := cf.check(); err != nil {
 		return err
 	}
+	var value []byte
+	if w.value != nil {
+		var err error
+		if value, err = w.value(fs.Args()); err != nil {
+			return err
+		}
+	}
 	cl, err := cf.client(registry.RoleAdmin)
 	if err != nil {
 		return err
@@ -114,7 +144,7 @@ func (w writeRequest) run(args []string) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
 	defer cancel()
-	v, err := w.send(ctx, cl, fs.Args())
+	v, err := w.send(ctx, cl, fs.Args(), value)
 	if err != nil {
 		return err
 	}

@@ -11,11 +11,19 @@ import (
 func runGet(args []string) error {
 	fs := newFlags("get", "KEY", "Print one entry's value, read straight from the region.")
 	region := regionFlag(fs)
+	format := formatFlag(fs)
+	raw := fs.Bool("raw", false, "write the value's bytes as they are, with no newline (for a file or a pipe)")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return argsError(fs, "need exactly one KEY")
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	if *raw && *format != "text" {
+		return usageErrorf("--raw and --format %s: choose one", *format)
 	}
 	r, err := openRegion(*region)
 	if err != nil {
@@ -32,6 +40,13 @@ func runGet(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(os.Stdout, formatValue(key, v))
+	switch {
+	case *raw:
+		_, err = os.Stdout.Write(v)
+	case *format == "json":
+		err = newJSONLines(os.Stdout).entry(key, v)
+	default:
+		_, err = fmt.Fprintln(os.Stdout, formatValue(key, v))
+	}
 	return err
 }

@@ -9,11 +9,15 @@ func runLs(args []string) error {
 	fs := newFlags("ls", "[PREFIX]", "List the entries under PREFIX (all by default), read straight from the region.")
 	region := regionFlag(fs)
 	keysOnly := fs.Bool("keys", false, "print keys only")
+	format := formatFlag(fs)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return argsError(fs, "at most one PREFIX")
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
 	}
 	r, err := openRegion(*region)
 	if err != nil {
@@ -24,9 +28,19 @@ func runLs(args []string) error {
 	// scanChunks): a reader of the output slower than the read lease
 	// (ls | less) must not get the listing evicted.
 	w := bufio.NewWriter(os.Stdout)
+	lines := newJSONLines(w)
 	return scanChunks(r, []byte(fs.Arg(0)), listChunk(), func(chunk []entry) error {
 		for _, e := range chunk {
-			if *keysOnly {
+			if *format == "json" {
+				v := e.value
+				if *keysOnly {
+					v = nil
+				}
+				je := newEntryJSON(string(e.key), v, *keysOnly)
+				if err := lines.enc.Encode(je); err != nil {
+					return err
+				}
+			} else if *keysOnly {
 				w.Write(e.key)
 				w.WriteByte('\n')
 			} else {

@@ -33,6 +33,7 @@ func commands() map[string]command {
 		"demo":        {"run centers, an agent and a reader on loopback, and show them work", runDemo},
 		"demo-reader": {"", runDemoReader}, // the reader process of the demo
 		"bench":       {"measure lookups, writes and propagation beside the alternatives", runBench},
+		"version":     {"print the version and commit shmreg was built from", runVersion},
 	}
 }
 
@@ -61,10 +62,17 @@ func run(cmds map[string]command, args []string, stderr io.Writer) int {
 		usage(stderr, cmds)
 		return 2
 	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	switch {
+	case args[0] == "help" && len(args) == 2:
+		args = []string{args[1], "--help"} // an unknown command is refused below
+	case args[0] == "help" && len(args) > 2:
+		fmt.Fprintf(stderr, "shmreg help: want one command, got %q\n", args[1:])
+		return 2
+	case args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help":
 		usage(stderr, cmds)
 		return 0
+	case args[0] == "-version" || args[0] == "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -39,6 +39,9 @@ func regionError(name string, err error) error {
 	if !errors.Is(err, shm.ErrNoRegion) && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if ie := (*shm.IncompleteError)(nil); errors.As(err, &ie) {
+		return err // it says which file is missing
+	}
 	return &hintError{
 		msg: fmt.Sprintf("no region at %s (is an agent running? see 'shmreg agent --help')", shm.Options{}.Resolve(name)),
 		err: err,

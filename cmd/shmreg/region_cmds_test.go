@@ -280,3 +280,32 @@ func TestWatchPrintsLaterCommits(t *testing.T) {
 	// Interrupted, watch stops cleanly.
 	watch.stop(t, syscall.SIGINT)
 }
+
+// TestIncompleteRegionNamesTheMissingFile: a region with one of its two
+// files gone is not "no region": the message names the file that is
+// missing (each region command opens it the same way).
+func TestIncompleteRegionNamesTheMissingFile(t *testing.T) {
+	w, region := testRegion(t)
+	fillRegion(t, w)
+	w.Close()
+	if err := os.Remove(region + ".ctl"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"get", "--region", region, "cfg/db/url"}, {"ls", "--region", region}, {"stat", "--region", region}} {
+		r := runCLI(t, args...)
+		r.wantExit(t, 1)
+		want := "shmreg " + args[0] + ": shm: region " + region + " is incomplete: its control file " + region + ".ctl is missing (the data file is there)\n"
+		if r.stderr != want {
+			t.Errorf("%q: stderr %q\nwant %q", args, r.stderr, want)
+		}
+	}
+	_, region = testRegion(t)
+	if err := os.Remove(region); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "get", "--region", region, "cfg/db/url")
+	r.wantExit(t, 1)
+	if want := "shmreg get: shm: region " + region + " is incomplete: its data file " + region + " is missing (the control file is there)\n"; r.stderr != want {
+		t.Errorf("data file removed: stderr %q\nwant %q", r.stderr, want)
+	}
+}

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"os"
+	"syscall"
 	"text/tabwriter"
+
+	"github.com/shmreg/shmreg/shm"
 )
 
 func runStat(args []string) error {
@@ -22,8 +27,12 @@ func runStat(args []string) error {
 	if err != nil {
 		return err
 	}
+	running := processRunning(st.WriterPid)
 	if *asJSON {
-		return printJSON(os.Stdout, st)
+		return printJSON(os.Stdout, struct {
+			shm.Stat
+			WriterRunning bool `json:"writer_running"` // a process with writer_pid exists
+		}{st, running})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
@@ -40,11 +49,26 @@ func runStat(args []string) error {
 	row("index slots", st.IndexSlots)
 	row("compactions", st.Compactions)
 	row("place", fmt.Sprintf("center %q revision %d", st.PlaceCenter, st.PlaceRevision))
-	row("writer pid", st.WriterPid)
+	if running || st.WriterPid == 0 {
+		row("writer pid", st.WriterPid)
+	} else {
+		row("writer pid", fmt.Sprintf("%d (no longer running)", st.WriterPid))
+	}
 	row("readers", fmt.Sprintf("%d live of %d slots (forced %d, reaped %d)", st.ReadersLive, st.ReaderSlots, st.SlotsForced, st.SlotsReaped))
 	row("lock", fmt.Sprintf("forced %d, recovered %d", st.LockForced, st.LockRecovered))
 	if st.Committing {
 		row("state", "a commit is under way (or its writer died mid-commit)")
 	}
 	return tw.Flush()
+}
+
+// processRunning reports whether a process with pid exists (signal 0: EPERM
+// means it exists under another user). The pid of a writer that exited may
+// have been reused by now, so "running" can be wrong; "not running" cannot.
+func processRunning(pid uint64) bool {
+	if pid == 0 || pid > math.MaxInt32 {
+		return false
+	}
+	err := syscall.Kill(int(pid), 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -86,6 +86,7 @@ func TestEveryCommandHelp(t *testing.T) {
 		"register":    "-meta value",
 		"stat":        "-json",
 		"watch":       "-for duration",
+		"version":     "flags:\n", // it has none: an empty list
 		// bench's flags belong to its workloads; it lists them instead.
 		"bench": "workloads:",
 	}

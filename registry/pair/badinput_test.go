@@ -173,6 +173,12 @@ func TestRequestErrorsKeepTheConnection(t *testing.T) {
 		{&wire.PutMsg{Key: "", Value: nil}, wire.MsgPut, wire.CodeInvalid},
 		{&wire.PutMsg{Key: "svc/a/b", Value: nil}, wire.MsgPut, wire.CodeInvalid},
 		{&wire.RegisterMsg{Instance: wire.Instance{Service: "a"}}, wire.MsgRegister, wire.CodeInvalid},
+		// Control characters in keys (a tab or a newline would break
+		// every "key<TAB>value" line a tool prints).
+		{&wire.PutMsg{Key: "cfg/a\tb", Value: []byte("v")}, wire.MsgPut, wire.CodeInvalid},
+		{&wire.PutMsg{Key: "cfg/a\nb", Value: []byte("v")}, wire.MsgPut, wire.CodeInvalid},
+		{&wire.PutMsg{Key: "cfg/a\x7f", Value: []byte("v")}, wire.MsgPut, wire.CodeInvalid},
+		{&wire.RegisterMsg{Instance: wire.Instance{Service: "web", ID: "a\tb", TTL: time.Second, Health: wire.HealthPassing, Weight: 1}}, wire.MsgRegister, wire.CodeInvalid},
 		{&wire.KeyMsg{Key: "cfg/none"}, wire.MsgGet, wire.CodeNotFound},
 	} {
 		r.send(tc.typ, 7, tc.body)
@@ -196,6 +202,9 @@ func TestRequestErrorsKeepTheConnection(t *testing.T) {
 	}
 	if _, err := conn.Get(ctx, "cfg/none"); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("sdk get: %v", err)
+	}
+	if _, err := conn.Put(ctx, "cfg/a\tb", []byte("v")); !errors.Is(err, wire.ErrInvalid) {
+		t.Fatalf("sdk put of a key with a tab: %v", err)
 	}
 }
 

@@ -295,7 +295,9 @@ func (b *Backend) ServePeer(p center.PeerConn, f wire.Frame) error {
 		}
 		ops := make([]op, 0, len(m.Records))
 		for _, r := range m.Records {
-			if err := wire.ValidateKey(r.Key); err != nil {
+			// A peer of an older version may hold keys with control
+			// characters: they replicate still.
+			if err := wire.ValidateStoredKey(r.Key); err != nil {
 				return err
 			}
 			if err := wire.ValidateValue(r.Value); err != nil {

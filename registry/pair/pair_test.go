@@ -1,8 +1,11 @@
 package pair
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,6 +137,47 @@ func TestPairConvergesAfterPartition(t *testing.T) {
 		}
 		if n := len(c.List("cfg/both/")); n != 18 {
 			t.Fatalf("%s has %d of 18 surviving keys", c.ID(), n)
+		}
+	}
+}
+
+// TestDataDirInUse: a second center on a data directory another has open
+// says so, and names the process holding it (this one: flock locks belong
+// to the open file, so the second open in one process conflicts too).
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	first, err := New(Options{DataDir: dir, Options: center.Options{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.backend.Close()
+	_, err = New(Options{DataDir: dir, Options: center.Options{Insecure: true}})
+	var inUse *DataDirInUseError
+	if !errors.As(err, &inUse) || !errors.Is(err, ErrDataDirInUse) {
+		t.Fatalf("second center on %s: %v, want a DataDirInUseError", dir, err)
+	}
+	if inUse.Pid != os.Getpid() || inUse.Dir != dir || !strings.Contains(err.Error(), fmt.Sprintf("registry: data directory %s is in use by another center: pid %d (", dir, os.Getpid())) {
+		t.Errorf("the message does not name this process (%d): %v", os.Getpid(), err)
+	}
+}
+
+func TestFlockHolder(t *testing.T) {
+	locks := []byte("1: POSIX  ADVISORY  WRITE 99 fe:00:42 0 EOF\n" +
+		"2: FLOCK  ADVISORY  WRITE 24434 fe:00:9996774 0 EOF\n" +
+		"2: -> FLOCK  ADVISORY  WRITE 555 fe:00:9996774 0 EOF\n" +
+		"3: FLOCK  ADVISORY  WRITE 777 08:11:42 0 EOF\n")
+	for _, tc := range []struct {
+		major, minor uint32
+		ino          uint64
+		want         int
+	}{
+		{0xfe, 0, 9996774, 24434},
+		{8, 0x11, 42, 777},
+		{0xfe, 0, 42, 0}, // a POSIX lock, not bbolt's
+		{0xfe, 1, 9996774, 0},
+	} {
+		if got := flockHolder(locks, tc.major, tc.minor, tc.ino); got != tc.want {
+			t.Errorf("flockHolder(%x:%x:%d) = %d, want %d", tc.major, tc.minor, tc.ino, got, tc.want)
 		}
 	}
 }

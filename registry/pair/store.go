@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,7 +58,13 @@ func openStore(dir string) (*store, persistedState, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, st, fmt.Errorf("registry: data dir: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "center.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	path := filepath.Join(dir, "center.db")
+	// The wait lets a center restarted in place take over from the old
+	// process while it exits.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, st, storeBusyError(dir, path)
+	}
 	if err != nil {
 		return nil, st, fmt.Errorf("registry: open store: %w", err)
 	}
@@ -163,4 +170,35 @@ func newCenterID() string {
 		binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
 	}
 	return "c-" + hex.EncodeToString(b[:])
+}
+
+// ErrDataDirInUse: another process (another center, most likely) has the
+// data directory's store open; two centers cannot share one. The error
+// returned is a *DataDirInUseError.
+var ErrDataDirInUse = errors.New("registry: data directory in use")
+
+// DataDirInUseError says which directory is in use and, if the kernel tells
+// (see lockHolder), by which process.
+type DataDirInUseError struct {
+	Dir, File string // the data directory and its locked store file
+	Pid       int    // 0 if unknown
+	Cmdline   string // the holder's command line, if known
+}
+
+func (e *DataDirInUseError) Error() string {
+	by := fmt.Sprintf("another process holds %s locked", e.File)
+	if e.Pid > 0 {
+		by = fmt.Sprintf("pid %d holds %s locked", e.Pid, e.File)
+		if e.Cmdline != "" {
+			by = fmt.Sprintf("pid %d (%s) holds %s locked", e.Pid, e.Cmdline, e.File)
+		}
+	}
+	return fmt.Sprintf("registry: data directory %s is in use by another center: %s; give each center its own data directory", e.Dir, by)
+}
+
+func (e *DataDirInUseError) Unwrap() error { return ErrDataDirInUse }
+
+func storeBusyError(dir, path string) error {
+	pid, cmd := lockHolder(path)
+	return &DataDirInUseError{Dir: dir, File: path, Pid: pid, Cmdline: cmd}
 }

@@ -5,7 +5,7 @@
 // It needs a running pair of centers and an agent on the host (see
 // README.md in this folder):
 //
-//	orders-client -centers 127.0.0.1:7400,127.0.0.1:7401 -region registry -listen 127.0.0.1:9000
+//	orders-client -centers 127.0.0.1:7701,127.0.0.1:7702 -region registry -listen 127.0.0.1:9000
 //
 // Every second it picks an "orders" instance by consistent hashing on a
 // user id and sends it GET /orders?user=<id>.
@@ -40,7 +40,7 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("orders-client", flag.ContinueOnError)
-	centers := fs.String("centers", "127.0.0.1:7400", "comma-separated center addresses")
+	centers := fs.String("centers", "127.0.0.1:7701,127.0.0.1:7702", "comma-separated center addresses")
 	region := fs.String("region", "registry", "region name or path the local agent writes")
 	listen := fs.String("listen", "127.0.0.1:9000", "address this service serves on")
 	target := fs.String("call", "orders", "service to call")
@@ -62,12 +62,18 @@ func run() error {
 	defer srv.Shutdown(context.Background())
 
 	// Register through the SDK: the client heartbeats in the background and
-	// fails over between the centers; ending ctx deregisters.
+	// fails over between the centers. Close deregisters what the client
+	// still holds before it returns (bounded by DeregisterTimeout), so a
+	// clean shutdown leaves no instance behind for others to call.
 	client, err := registry.NewClient(registry.ClientOptions{Addrs: strings.Split(*centers, ","), Name: "orders-client"})
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer func() {
+		if err := client.Close(); err != nil {
+			slog.Warn("deregister at shutdown (the instance expires after its TTL)", "err", err)
+		}
+	}()
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	hostname, _ := os.Hostname()

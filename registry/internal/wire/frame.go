@@ -64,12 +64,25 @@ func ReadFrameLen(r io.Reader, max int) (int, error) {
 	}
 	if uint64(n) > uint64(max) {
 		if looksLikeText(hdr[:]) {
-			return 0, fmt.Errorf("%w: the other side speaks %q..., not the shmreg protocol", ErrProtocol, hdr[:])
+			return 0, &NotProtocolError{Head: hdr}
 		}
 		return 0, fmt.Errorf("%w: frame of %d bytes exceeds the maximum of %d", ErrTooLarge, n, max)
 	}
 	return int(n), nil
 }
+
+// NotProtocolError is a length prefix that is printable text, as the first
+// bytes of an HTTP reply ("HTTP") or of a text protocol are: the other side
+// does not speak the shmreg protocol. It wraps ErrProtocol.
+type NotProtocolError struct {
+	Head [FrameHeaderLen]byte // the bytes read where a length was expected
+}
+
+func (e *NotProtocolError) Error() string {
+	return fmt.Sprintf("%v: the other side speaks %q..., not the shmreg protocol", ErrProtocol, e.Head[:])
+}
+
+func (e *NotProtocolError) Unwrap() error { return ErrProtocol }
 
 // looksLikeText reports whether a length prefix is printable ASCII, as the
 // first bytes of an HTTP request or reply ("GET ", "HTTP") or of a text

@@ -39,10 +39,15 @@ func TestReadFrameLimits(t *testing.T) {
 	}{
 		{"over the maximum", []byte{0, 0x10, 0, 1}, ErrTooLarge},
 		{"empty", []byte{0, 0, 0, 0}, ErrProtocol},
+		{"an HTTP reply", []byte("HTTP/1.1 400 Bad Request\r\n"), ErrProtocol},
 	} {
 		if _, err := ReadFrame(bytes.NewReader(tc.in), 1<<20); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+	var text *NotProtocolError
+	if _, err := ReadFrame(bytes.NewReader([]byte("-ERR unknown command\r\n")), 1<<20); !errors.As(err, &text) || string(text.Head[:]) != "-ERR" {
+		t.Errorf("a text reply: %v, want a NotProtocolError holding %q", err, "-ERR")
 	}
 	if _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 5, 1}), 1<<20); err == nil {
 		t.Error("truncated frame accepted")

@@ -92,9 +92,27 @@ func ParseInstanceKey(key string) (service, id string, ok bool) {
 	return service, id, true
 }
 
-// ValidateKey checks a key against the documented rules: 1..MaxKeyLen bytes
-// of valid UTF-8 without NUL bytes.
+// ValidateKey checks a key a write creates (put, register) against the
+// documented rules: 1..MaxKeyLen bytes of valid UTF-8 with no control
+// character (below 0x20, or 0x7f; NUL included). A tab or a newline in a
+// key would break every "key<TAB>value" line a tool prints, and an escape
+// sequence would reach a terminal. Both the SDK, before sending, and the
+// center, on receipt, check it.
 func ValidateKey(key string) error {
+	if err := ValidateStoredKey(key); err != nil {
+		return err
+	}
+	if i := strings.IndexFunc(key, isControl); i >= 0 {
+		return fmt.Errorf("%w: key %q contains the control character %U at byte %d", ErrInvalid, key, key[i], i)
+	}
+	return nil
+}
+
+// ValidateStoredKey checks a key that may already exist: the rules before
+// control characters were refused (1..MaxKeyLen bytes of valid UTF-8
+// without NUL). A key written then can still be deleted, and a peer of an
+// older version can still replicate it.
+func ValidateStoredKey(key string) error {
 	switch {
 	case key == "":
 		return fmt.Errorf("%w: empty key", ErrInvalid)
@@ -107,6 +125,10 @@ func ValidateKey(key string) error {
 	}
 	return nil
 }
+
+// isControl reports the characters keys may not hold: C0 controls and DEL.
+// (C1 controls, U+0080..U+009F, are two bytes in UTF-8 and break no line.)
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // ValidateValue checks a value's size.
 func ValidateValue(v []byte) error {
