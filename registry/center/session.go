@@ -351,7 +351,8 @@ func (s *session) handle(f wire.Frame) error {
 		if err := decode(f.Body, &m); err != nil {
 			return err
 		}
-		if err := wire.ValidateKey(m.Key); err != nil {
+		// A key stored before control characters were refused can still go.
+		if err := wire.ValidateStoredKey(m.Key); err != nil {
 			return err
 		}
 		s.submitWrite(f.ID, Op{Kind: OpDelete, Key: m.Key, After: m.After, WID: m.WID})
