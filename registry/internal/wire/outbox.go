@@ -229,7 +229,6 @@ func (o *Outbox) Run(nc net.Conn) {
 		frames, closing := o.frames, o.closing
 		o.frames, o.bytes = spare[:0], 0
 		o.mu.Unlock()
-		nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		err := writeFrames(nc, frames, &iov)
 		var charged int64
 		for _, q := range frames {
@@ -259,13 +258,33 @@ func (o *Outbox) Run(nc net.Conn) {
 // buffer either way.
 func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
 	if _, ok := nc.(*net.TCPConn); ok {
+		// In pieces of at most writePiece bytes, each with its own
+		// deadline: the timeout is for a connection that takes nothing,
+		// not for a large batch going out to a slow but reading client.
 		bufs := (*iov)[:0]
-		for _, q := range frames {
-			bufs = append(bufs, q.b)
+		var err error
+		flush := func() {
+			if err == nil && len(bufs) > 0 {
+				nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+				v := bufs // WriteTo consumes v; bufs keeps the backing array
+				_, err = v.WriteTo(nc)
+			}
+			clear(bufs)
+			bufs = bufs[:0]
 		}
-		v := bufs // WriteTo consumes v; bufs keeps the backing array
-		_, err := v.WriteTo(nc)
-		clear(bufs)
+		n := 0
+		for _, q := range frames {
+			for b := q.b; len(b) > 0; {
+				take := min(len(b), writePiece-n)
+				bufs = append(bufs, b[:take])
+				b, n = b[take:], n+take
+				if n == writePiece {
+					flush()
+					n = 0
+				}
+			}
+		}
+		flush()
 		if cap(bufs) <= 1024 {
 			*iov = bufs[:0]
 		} else {
@@ -280,12 +299,21 @@ func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
 		writers.Put(bw)
 	}()
 	for _, q := range frames {
-		if _, err := bw.Write(q.b); err != nil {
-			return err
+		for b := q.b; len(b) > 0; {
+			take := min(len(b), writePiece)
+			nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+			if _, err := bw.Write(b[:take]); err != nil {
+				return err
+			}
+			b = b[take:]
 		}
 	}
+	nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	return bw.Flush()
 }
+
+// writePiece is how much is written under one deadline.
+const writePiece = 256 << 10
 
 // writers are the write buffers of connections that are not plain TCP,
 // shared: a connection takes one only while it writes.
