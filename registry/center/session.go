@@ -92,7 +92,19 @@ func (s *session) serve() {
 	m := s.c.metrics
 	m.connections.Inc()
 	m.connectionsSeen.Inc()
-	s.c.goFunc(func() { s.out.Run(s.nc) })
+	s.c.goFunc(func() {
+		s.out.Run(s.nc)
+		// The writer has stopped: say why, if a write failed.
+		if err := s.out.Err(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				m.cutOff.Inc()
+				s.c.log.Warn("cut off a client that took nothing for the write timeout", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "timeout", wire.WriteTimeout)
+			} else {
+				s.c.log.Debug("connection write", "conn", s.id, "err", err)
+			}
+		}
+	})
 	defer func() {
 		s.close(nil)
 		s.subMu.Lock()
@@ -127,6 +139,8 @@ func (s *session) serve() {
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrProtocol) || errors.Is(err, wire.ErrOverloaded) {
 				s.fail(0, err)
+			} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				s.c.log.Info("closing a connection silent for 3 keep-alive intervals", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "idle", idle)
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.c.log.Debug("connection read", "conn", s.id, "err", err)
 			}

@@ -33,6 +33,15 @@ type Outbox struct {
 	shared  *semaphore.Weighted
 	ctx     context.Context // cancelled when the Outbox closes: ends budget waits
 	cancel  context.CancelFunc
+	err     error // why Run stopped writing, if a write failed (guarded by mu)
+}
+
+// Err is the write error that ended Run, if one did (nil while it runs, or
+// if it ended because the outbox was closed).
+func (o *Outbox) Err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 // queued is a frame waiting to be written and what it took from the shared
@@ -235,7 +244,13 @@ func (o *Outbox) Run(nc net.Conn) {
 			charged += q.charged
 		}
 		o.release(charged)
-		if err != nil || closing {
+		if err != nil {
+			o.mu.Lock()
+			o.err = err
+			o.mu.Unlock()
+			return
+		}
+		if closing {
 			return
 		}
 		clear(frames) // let written frames go
