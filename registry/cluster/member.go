@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -59,6 +60,9 @@ func startMember(ctx context.Context, o Options) (*member, error) {
 	cfg.ListenMetricsUrls = nil
 
 	existing := memberExists(o.DataDir)
+	if err := checkMarker(o); err != nil {
+		return nil, err
+	}
 	switch {
 	case existing:
 		cfg.ClusterState = embed.ClusterStateFlagExisting
@@ -103,7 +107,51 @@ func startMember(ctx context.Context, o Options) (*member, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
+	if err := writeMarker(o, uint64(e.Server.Cluster().ID())); err != nil {
+		e.Close()
+		return nil, err
+	}
 	return &member{e: e}, nil
+}
+
+// marker is what a data directory says of the member it holds, so that a
+// center started on another member's directory (or another cluster's)
+// exits with a clear error instead of joining under a false name.
+type marker struct {
+	Name    string `json:"name"`
+	Token   string `json:"cluster_token"`
+	Cluster string `json:"cluster_id"`
+}
+
+const markerFile = "shmreg-member.json"
+
+func checkMarker(o Options) error {
+	b, err := os.ReadFile(filepath.Join(o.DataDir, markerFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if memberExists(o.DataDir) {
+			return fmt.Errorf("cluster: %s holds an etcd member that shmreg did not create (no %s); refusing to guess whose it is", o.DataDir, markerFile)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("cluster: %s: %w", filepath.Join(o.DataDir, markerFile), err)
+	}
+	if m.Name != o.Name || m.Token != o.ClusterToken {
+		return fmt.Errorf("cluster: %s holds member %q of cluster %s (token %q), not %q (token %q): wrong --data or --name", o.DataDir, m.Name, m.Cluster, m.Token, o.Name, o.ClusterToken)
+	}
+	return nil
+}
+
+func writeMarker(o Options, clusterID uint64) error {
+	b, _ := json.Marshal(marker{Name: o.Name, Token: o.ClusterToken, Cluster: fmt.Sprintf("etcd-%016x", clusterID)})
+	if err := os.WriteFile(filepath.Join(o.DataDir, markerFile), b, 0o600); err != nil {
+		return fmt.Errorf("cluster: write %s: %w", markerFile, err)
+	}
+	return nil
 }
 
 // addLearner asks the existing cluster (o.Join) to add this center as a

@@ -52,8 +52,9 @@ type Options struct {
 	// TickMs and ElectionMs are raft's heartbeat and election timeout.
 	// Default 100 and 1000 (etcd's).
 	TickMs, ElectionMs uint
-	// EtcdLogLevel is the embedded member's and the client's log level.
-	// Default "error" (quiet).
+	// EtcdLogLevel is the embedded member's log level. Default "fatal"
+	// (quiet: the center reports what matters itself); "debug" shows
+	// everything etcd says, and makes the client talk too.
 	EtcdLogLevel string
 
 	// Prefix is where shmreg keeps its keys in etcd: records under
@@ -104,7 +105,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.ClusterToken = "shmreg"
 	}
 	if o.EtcdLogLevel == "" {
-		o.EtcdLogLevel = "error"
+		o.EtcdLogLevel = "fatal"
 	}
 	if o.TickMs == 0 {
 		o.TickMs = 100
