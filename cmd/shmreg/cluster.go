@@ -117,14 +117,16 @@ func newClusterCenter(ctx context.Context, f *clusterFlags, front center.Options
 }
 
 func runCluster(args []string) error {
-	if len(args) == 0 || args[0] != "status" {
-		return usageErrorf("usage: shmreg cluster status --etcd URLS [--json]")
-	}
-	fs := newFlags("cluster status", "", "Show a center cluster's members: role, leader, raft index, health.")
+	fs := newFlags("cluster", "status [flags]", "Show a center cluster's members: role, leader, raft index, health.")
 	endpoints := fs.String("etcd", "http://127.0.0.1:2381", "etcd client URLs of any members (a center's --etcd-client)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 2*time.Second, "bound on each member's answer")
-	if help, err := parse(fs, args[1:]); help || err != nil {
+	if len(args) > 0 && args[0] == "status" {
+		args = args[1:]
+	} else if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
+		return usageErrorf("usage: shmreg cluster status [flags] (the only subcommand)")
+	}
+	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: splitList(*endpoints), DialTimeout: *timeout, Logger: zap.NewNop()})
