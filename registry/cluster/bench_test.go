@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -252,38 +254,37 @@ func BenchmarkPropagation(b *testing.B) {
 	})
 }
 
-// BenchmarkListenerFill100K: a new subscriber's snapshot of 100K instances
+// BenchmarkListenerFill100K: a new subscriber's snapshot of 100K key/values
 // from a listener (the records written straight into etcd, 128 a
 // transaction, in the stored form).
 func BenchmarkListenerFill100K(b *testing.B) {
 	cs := inProcessCluster(b, 3, 1)
-	const n = 100_000
+	n := fillSize()
 	cli := cs[0].Cluster().Client()
 	ctx := context.Background()
 	prefix := cs[0].Cluster().recPrefix
 	for i := 0; i < n; i += 128 {
 		var ops []clientv3.Op
 		for j := i; j < min(i+128, n); j++ {
-			in := wire.Instance{Service: fmt.Sprintf("svc%03d", j%100), ID: fmt.Sprintf("i%06d", j), Address: "10.1.2.3", Port: 8000 + j%1000,
-				Metadata: map[string]string{"zone": "a", "version": "1.2.3"}, TTL: time.Hour}
-			v, _ := wire.EncodeInstance(in)
-			s, _ := encodeStored(&stored{Value: v, Owner: "bench"})
-			ops = append(ops, clientv3.OpPut(prefix+in.Key(), s))
+			s, _ := encodeStored(&stored{Value: []byte(fmt.Sprintf("value of key %06d, about as long as an instance's address and port", j))})
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%sfill/%06d", prefix, j), s))
 		}
 		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.Logf("wrote %d records into etcd", n)
 	l := cs[3]
 	for held := 0; held < n; {
 		time.Sleep(10 * time.Millisecond)
 		l.Cluster().Read(func(v center.View) { held = v.Len() })
 	}
+	b.Logf("the listener holds them")
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
 		c := dial(b, l.Addr().String(), wire.RoleAgent)
-		sub, err := c.Subscribe(ctx, []string{"svc/"}, 0)
+		sub, err := c.Subscribe(ctx, []string{"fill/"}, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -294,4 +295,13 @@ func BenchmarkListenerFill100K(b *testing.B) {
 		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "fill-ms")
 		c.Close()
 	}
+}
+
+// fillSize is 100K, or $SHMREG_FILL.
+func fillSize() int {
+	if s := os.Getenv("SHMREG_FILL"); s != "" {
+		n, _ := strconv.Atoi(s)
+		return n
+	}
+	return 100_000
 }
