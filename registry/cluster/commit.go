@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -172,6 +173,9 @@ func (b *Backend) commit(batch []*writeReq) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.WriteTimeout)
+	if b.member != nil {
+		b.cancelOnLeaderChange(ctx, cancel)
+	}
 	start := time.Now()
 	resp, err := b.cli.Txn(ctx).Then(thens...).Commit()
 	cancel()
@@ -181,6 +185,11 @@ func (b *Backend) commit(batch []*writeReq) {
 			return
 		}
 		b.metrics.refused.Inc()
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("the raft leader changed while the write was in flight; it may or may not have committed")
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("not committed within %v: no majority of voters answered", b.opts.WriteTimeout)
+		}
 		b.front.StoreFailed(unavailable(err))
 		fail(unavailable(err))
 		return
@@ -216,4 +225,28 @@ func (b *Backend) commit(batch []*writeReq) {
 	}
 	b.waitMu.Unlock()
 	b.answerWaiters(false)
+}
+
+// cancelOnLeaderChange cancels a write in flight when the member's raft
+// leader changes: a proposal forwarded to a leader that died is lost, and
+// would otherwise hold the batch (and every client behind it) for the
+// whole write timeout. The client is told unavailable and retries with
+// the same write id, which the cluster recognises if the write committed.
+func (b *Backend) cancelOnLeaderChange(ctx context.Context, cancel context.CancelFunc) {
+	lead := b.member.e.Server.Leader()
+	go func() {
+		t := time.NewTicker(time.Duration(b.opts.TickMs) * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if b.member.e.Server.Leader() != lead {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 }
