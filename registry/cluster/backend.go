@@ -57,6 +57,9 @@ type Backend struct {
 
 	writes  chan *writeReq
 	leaseID atomic.Int64
+	// viaVoters: the member is a learner, and the client talks to the
+	// voters' members (owned by tickLoop once started).
+	viaVoters bool
 
 	waitMu  sync.Mutex
 	waiters []*writeReq       // committed, waiting for the watch to bring their revision
@@ -109,6 +112,7 @@ func NewBackend(ctx context.Context, opts Options) (*Backend, error) {
 			return nil, err
 		}
 		endpoints = b.member.endpoints(opts.ClientURL)
+		b.viaVoters = b.member.isLearner()
 	}
 	lg := zap.NewNop()
 	if opts.EtcdLogLevel == "debug" {
@@ -472,7 +476,8 @@ func (b *Backend) tickLoop() {
 		}
 		b.refreshForeign()
 		b.answerWaiters(false)
-		if b.member != nil && b.opts.Listener && len(b.cli.Endpoints()) != 1 && !b.member.isLearner() {
+		if b.viaVoters && !b.member.isLearner() {
+			b.viaVoters = false
 			b.cli.SetEndpoints(b.opts.ClientURL)
 			b.log.Info("this listener is a voter now: its client uses its own member", "endpoint", b.opts.ClientURL)
 		}

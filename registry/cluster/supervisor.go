@@ -71,12 +71,28 @@ func (b *Backend) supervise(sess *concurrency.Session) {
 		if err != nil {
 			continue
 		}
-		b.superviseStep(st, downSince, warned, promoted)
+		now := time.Now()
+		switch act, dead, pick := b.decide(st, now, downSince, warned, promoted); act {
+		case actPromote:
+			b.replace(dead, pick, now.Sub(downSince[dead.ID]), promoted)
+		case actRemove:
+			b.remove(dead, promoted)
+		}
 	}
 }
 
-func (b *Backend) superviseStep(st Status, downSince map[uint64]time.Time, warned, promoted map[uint64]bool) {
-	now := time.Now()
+// action is what the supervisor does after a look at the members.
+type action int
+
+const (
+	actNone    action = iota
+	actPromote        // promote pick, then remove dead
+	actRemove         // remove dead (its replacement was promoted already)
+)
+
+// decide updates what the supervisor remembers of the members from st and
+// says what to do now (see the comment at the top of this file).
+func (b *Backend) decide(st Status, now time.Time, downSince map[uint64]time.Time, warned, promoted map[uint64]bool) (act action, dead, pick MemberStatus) {
 	voters, healthyVoters := 0, 0
 	var leaderIndex uint64
 	seen := make(map[uint64]bool)
@@ -112,7 +128,7 @@ func (b *Backend) superviseStep(st Status, downSince map[uint64]time.Time, warne
 		}
 	}
 	if st.Leader == "" {
-		return // nothing can change membership now
+		return actNone, dead, pick // nothing can change membership now
 	}
 	for _, dead := range st.Members {
 		since, down := downSince[dead.ID]
@@ -123,24 +139,23 @@ func (b *Backend) superviseStep(st Status, downSince map[uint64]time.Time, warne
 			// Its replacement was promoted; the removal failed: retry it
 			// (etcd's strict reconfiguration check refuses it if it would
 			// lose the quorum).
-			b.remove(dead, promoted)
-			return
+			return actRemove, dead, pick
 		}
-		var pick *MemberStatus
+		var listener *MemberStatus
 		for i := range st.Members {
 			l := &st.Members[i]
 			if l.Role == "listener" && l.Healthy && l.Applied+maxPromoteLag >= leaderIndex {
-				pick = l
+				listener = l
 				break
 			}
 		}
-		if pick == nil {
+		if listener == nil {
 			if !warned[dead.ID] {
 				warned[dead.ID] = true
 				b.metrics.steps.WithLabelValues("refused", "ok").Inc()
 				b.log.Warn("supervisor: a voter is down but no listener is healthy and caught up; not promoting", "voter", dead.Name, "down_for", now.Sub(since).Round(time.Millisecond))
 			}
-			return
+			return actNone, dead, pick
 		}
 		// After the promotion: voters+1 voters, healthyVoters+1 healthy;
 		// after the removal: voters, healthyVoters+1. Both must keep a quorum.
@@ -148,11 +163,11 @@ func (b *Backend) superviseStep(st Status, downSince map[uint64]time.Time, warne
 			b.metrics.steps.WithLabelValues("refused", "ok").Inc()
 			b.log.Warn("supervisor: replacing the voter would not keep a healthy quorum; not promoting", "voter", dead.Name,
 				"voters", voters, "healthy_voters", healthyVoters)
-			return
+			return actNone, dead, pick
 		}
-		b.replace(dead, *pick, now.Sub(since), promoted)
-		return // one replacement a step: look again with fresh status
+		return actPromote, dead, *listener // one replacement a step: look again with fresh status
 	}
+	return actNone, dead, pick
 }
 
 // replace promotes listener and removes the dead voter.
