@@ -58,6 +58,11 @@ func startMember(ctx context.Context, o Options) (*member, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	// No HTTP /metrics or /health listeners of etcd's own.
 	cfg.ListenMetricsUrls = nil
+	// etcd keeps every revision until compacted, and its default is never:
+	// the database would grow with every write (heartbeats are not writes,
+	// but registrations, expiries and config are) until its quota stops
+	// all writes. The centers need history only to restart a broken watch.
+	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "1h"
 
 	existing := memberExists(o.DataDir)
 	if err := checkMarker(o); err != nil {
