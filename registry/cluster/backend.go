@@ -267,7 +267,7 @@ func (b *Backend) Probe() error {
 }
 
 // HeartbeatSlack is 0: heartbeats are not forwarded; each center judges
-// only the instances registered through it (see refreshForeign).
+// only the instances registered through it (see Judges).
 func (b *Backend) HeartbeatSlack() time.Duration { return 0 }
 
 func unavailable(err error) error {
@@ -462,9 +462,8 @@ func (b *Backend) answerWaiters(all bool) {
 	}
 }
 
-// tickLoop keeps the front's leases of instances owned by other centers
-// fresh, acknowledges writes the watch is late with, and moves a promoted
-// listener's client to its own member.
+// tickLoop acknowledges writes the watch is late with, and moves a
+// promoted listener's client to its own member.
 func (b *Backend) tickLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -474,31 +473,12 @@ func (b *Backend) tickLoop() {
 			return
 		case <-t.C:
 		}
-		b.refreshForeign()
 		b.answerWaiters(false)
 		if b.viaVoters && !b.member.isLearner() {
 			b.viaVoters = false
 			b.cli.SetEndpoints(b.opts.ClientURL)
 			b.log.Info("this listener is a voter now: its client uses its own member", "endpoint", b.opts.ClientURL)
 		}
-	}
-}
-
-// refreshForeign renews, in the front, the leases of the instances
-// registered through other centers: their heartbeats arrive there, and
-// their owner's etcd lease, not this center, ends them. (The front would
-// otherwise expire them here; see the report on center.Backend.)
-func (b *Backend) refreshForeign() {
-	var keys []string
-	b.ownMu.RLock()
-	for k, o := range b.owners {
-		if o != b.opts.Name {
-			keys = append(keys, k)
-		}
-	}
-	b.ownMu.RUnlock()
-	if len(keys) > 0 {
-		b.front.Touch(keys)
 	}
 }
 

@@ -101,7 +101,6 @@ func (b *Backend) commit(batch []*writeReq) {
 			req.done(nil, err)
 		}
 	}
-	var touch []string
 	b.mu.RLock()
 	for i, req := range batch {
 		req.res = make([]center.Result, len(req.ops))
@@ -143,9 +142,7 @@ func (b *Backend) commit(batch []*writeReq) {
 				refs = append(refs, opRef{req: i, op: j, kind: o.Kind})
 			case center.OpExpire:
 				if !b.judges(o.Key) {
-					// Not ours to judge: its owner's lease ends it.
-					touch = append(touch, o.Key)
-					continue
+					continue // not ours to judge: its owner's lease ends it
 				}
 				if o.Expect.Origin != b.id {
 					continue
@@ -158,9 +155,6 @@ func (b *Backend) commit(batch []*writeReq) {
 		}
 	}
 	b.mu.RUnlock()
-	if len(touch) > 0 {
-		b.front.Touch(touch)
-	}
 	if len(thens) == 0 {
 		for _, req := range batch {
 			req.done(req.res, nil)
