@@ -46,10 +46,14 @@ func runCenter(args []string) error {
 	maxSubs := fs.Int("max-subscriptions", 8, "subscriptions per connection")
 	unhealthyAfter := fs.Duration("unhealthy-after", 5*time.Second, "stop serving subscriptions once the store has failed this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cf := addClusterFlags(fs)
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
-	if *data == "" {
+	if err := cf.check(fs); err != nil {
+		return err
+	}
+	if *data == "" && !*cf.on {
 		return usageErrorf("--data is required")
 	}
 	settings := centerSettings{
@@ -118,7 +122,15 @@ func runCenter(args []string) error {
 
 	ctx, stop := signalContext(0)
 	defer stop()
-	c, err := pair.New(opts)
+	var c interface {
+		Start(context.Context) error
+		Shutdown(context.Context) error
+	}
+	if *cf.on {
+		c, err = newClusterCenter(ctx, cf, opts.Options, *data, *logLevel)
+	} else {
+		c, err = pair.New(opts)
+	}
 	if err != nil {
 		return err
 	}

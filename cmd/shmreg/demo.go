@@ -44,11 +44,15 @@ func runDemo(args []string) error {
 	duration := fs.Duration("duration", 0, "stop after this long in total, even mid-script (0: no bound)")
 	keep := fs.Bool("keep", false, "after the script, keep the system up (until Ctrl-C or --duration) to explore it")
 	measure := fs.Duration("measure", time.Second, "how long each lookup-rate measurement runs")
+	clusterDemo := fs.Bool("cluster", false, "show a raft cluster instead: three voters and a listener, the leader killed, then a voter (see docs/CLUSTER.md)")
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
 	ctx, stop := signalContext(*duration)
 	defer stop()
+	if *clusterDemo {
+		return runDemoCluster(ctx, os.Stdout)
+	}
 	dir, err := os.MkdirTemp("", "shmreg-demo-")
 	if err != nil {
 		return err

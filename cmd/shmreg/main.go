@@ -20,7 +20,8 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"center":      {"run a registry center (one of the mirrored pair)", runCenter},
+		"center":      {"run a registry center (one of the mirrored pair, or of a cluster)", runCenter},
+		"cluster":     {"show a center cluster's members (cluster status)", runCluster},
 		"register":    {"register a service instance and heartbeat it until interrupted", runRegister},
 		"put":         {"write a key/value to the centers", runPut},
 		"del":         {"delete a key from the centers", runDel},

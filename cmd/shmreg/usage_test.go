@@ -76,6 +76,7 @@ func TestEveryCommandHelp(t *testing.T) {
 	flagOf := map[string]string{
 		"agent":       "-config string",
 		"center":      "-tls-cert string",
+		"cluster":     "-etcd string",
 		"del":         "-centers string",
 		"demo":        "-duration duration",
 		"demo-reader": "-service string",
