@@ -55,7 +55,8 @@ type Backend interface {
 	// instance record: holds a lease for it and expires it on a missed
 	// TTL. In the pair both centers judge every instance (heartbeats are
 	// forwarded to the peer); in a cluster a center judges those
-	// registered through it.
+	// registered through it. The front calls it from Publish, that is with
+	// the backend's records locked: it must not take that lock.
 	Judges(r *wire.Record) bool
 }
 

@@ -60,6 +60,7 @@ func TestSharedSnapshotFramesKeptWhenATakerQuits(t *testing.T) {
 		if !quitFirst {
 			sn.abandon(0)
 		}
+		sn.close() // no longer handed out (replaced, or too old)
 		kept := 0
 		for _, f := range sn.frames {
 			if f != nil {

@@ -200,9 +200,14 @@ func (c *Center) Publish(changes []Change, rev uint64) {
 // PushDelay after the first so that a burst goes out in one push.
 func (c *Center) fanoutLoop() {
 	delay := c.opts.PushDelay
+	janitor := time.NewTicker(snapshotReuse)
+	defer janitor.Stop()
 	for {
 		select {
 		case <-c.fan.wake:
+		case now := <-janitor.C:
+			c.snaps.expire(now)
+			continue
 		case <-c.ctx.Done():
 			return
 		}
@@ -419,9 +424,11 @@ func (c *Center) prefixCount(s *subscriber) int {
 // sharedSnapshot is the snapshot of one prefix set at one revision, shared
 // by every subscription that takes it (a fill storm: every agent of a fleet
 // reconnecting at once): one scan, one sorted slice, and each frame encoded
-// once, by the first taker that sends it. A frame is kept only until every
-// taker has sent it, so memory holds the frames in flight, not the whole
-// encoded snapshot (a late taker encodes a dropped frame again).
+// once, by the first taker that sends it. While the snapshot can still be
+// handed out (open: in the cache, younger than snapshotReuse) its frames
+// are kept for the takers to come; once it is closed, a frame is kept only
+// until every taker has sent it (a taker arriving late would encode a
+// dropped frame again).
 type sharedSnapshot struct {
 	recs     []*wire.Record
 	prefixes []string
@@ -433,6 +440,19 @@ type sharedSnapshot struct {
 	frames []*wire.SharedPush
 	sent   []int // takers that have sent each frame
 	takers int
+	closed bool // no new takers: frames go once their takers have sent them
+}
+
+// close stops handing the snapshot out: frames every taker has sent go.
+func (sn *sharedSnapshot) close() {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.closed = true
+	for i := range sn.frames {
+		if sn.sent[i] >= sn.takers {
+			sn.frames[i] = nil
+		}
+	}
 }
 
 // take counts one more subscriber that will send this snapshot.
@@ -475,7 +495,7 @@ func (sn *sharedSnapshot) abandon(from int) {
 		return
 	}
 	for i := from; i < len(sn.sent); i++ {
-		if sn.sent[i]++; sn.sent[i] >= sn.takers {
+		if sn.sent[i]++; sn.closed && sn.sent[i] >= sn.takers {
 			sn.frames[i] = nil
 		}
 	}
@@ -485,7 +505,7 @@ func (sn *sharedSnapshot) abandon(from int) {
 func (sn *sharedSnapshot) sentFrame(i int) {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	if sn.sent[i]++; sn.sent[i] >= sn.takers {
+	if sn.sent[i]++; sn.closed && sn.sent[i] >= sn.takers {
 		sn.frames[i] = nil
 	}
 }
@@ -549,17 +569,37 @@ func (c *Center) snapshot(v View, prefixes []string, fresh bool) (sn *sharedSnap
 	sn = &sharedSnapshot{recs: out[:len(out):len(out)], prefixes: prefixes, rev: rev, taken: time.Now()}
 	c.metrics.snapshotsTaken.Inc()
 	sc.mu.Lock()
-	if _, ok := sc.byPS[key]; ok || len(sc.byPS) < maxSharedSnapshots {
-		sc.byPS[key] = sn
+	kept := false
+	if old, ok := sc.byPS[key]; ok || len(sc.byPS) < maxSharedSnapshots {
+		if ok {
+			old.close()
+		}
+		sc.byPS[key], kept = sn, true
 	} else {
 		for k, old := range sc.byPS { // full: replace one that is too old to share
 			if time.Since(old.taken) >= snapshotReuse {
+				old.close()
 				delete(sc.byPS, k)
-				sc.byPS[key] = sn
+				sc.byPS[key], kept = sn, true
 				break
 			}
 		}
 	}
 	sc.mu.Unlock()
+	if !kept {
+		sn.close() // not shared: nobody else will take it
+	}
 	return sn, nil
+}
+
+// expire closes and forgets the snapshots too old to hand out again.
+func (sc *snapshotCache) expire(now time.Time) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for k, sn := range sc.byPS {
+		if now.Sub(sn.taken) >= snapshotReuse {
+			sn.close()
+			delete(sc.byPS, k)
+		}
+	}
 }
