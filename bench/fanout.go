@@ -57,6 +57,11 @@ type FanoutConfig struct {
 	// run too large for the machine does not wake the OOM killer on a
 	// machine shared with others. Default 60% of MemAvailable at start.
 	MaxCenterRSS int64
+	// CenterWriteTimeout, if set, is the center's --write-timeout: how long
+	// a simulated agent may take nothing before the center closes it. The
+	// center's default (10s) is meant for clients on hosts of their own;
+	// agents sharing two cores with the center can starve past it.
+	CenterWriteTimeout time.Duration
 	// OnRow, if set, receives each row as soon as it is measured (a long
 	// run's rows are then not lost to an interruption).
 	OnRow func(FanoutResult)
@@ -284,7 +289,7 @@ func fanoutInstance(i, services, phase, seq int) registry.Instance {
 // fanoutPreload registers the entries on a center over 16 connections and
 // stops it, leaving the store in data.
 func fanoutPreload(ctx context.Context, cfg FanoutConfig, data string) error {
-	c, err := startFanoutCenter(ctx, cfg.CenterCmd, data, 1024)
+	c, err := startFanoutCenter(ctx, cfg.CenterCmd, data, 1024, cfg.CenterWriteTimeout)
 	if err != nil {
 		return err
 	}
@@ -367,7 +372,7 @@ func fanoutAgents(ctx context.Context, cfg FanoutConfig, data string, s int) ([]
 	base := FanoutFigures{Agents: s, Services: cfg.Services, Narrow: cfg.Narrow, LoadAverage: loadAverage(), DurationNs: int64(cfg.Run.Duration)}
 	cfg.progress("fanout: %d agents: starting the center (%d entries)...", s, cfg.Entries)
 	t := time.Now()
-	c, err := startFanoutCenter(ctx, cfg.CenterCmd, data, s+1024)
+	c, err := startFanoutCenter(ctx, cfg.CenterCmd, data, s+1024, cfg.CenterWriteTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ const clockTick = 10 * time.Millisecond
 // startFanoutCenter starts `shmreg center` on loopback with its store in
 // data, accepting conns connections from this host, and waits until it
 // serves.
-func startFanoutCenter(ctx context.Context, cmd func([]string) *exec.Cmd, data string, conns int) (*fanoutCenter, error) {
+func startFanoutCenter(ctx context.Context, cmd func([]string) *exec.Cmd, data string, conns int, writeTimeout time.Duration) (*fanoutCenter, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -44,11 +44,15 @@ func startFanoutCenter(ctx context.Context, cmd func([]string) *exec.Cmd, data s
 	}
 	c := &fanoutCenter{addr: loopback(port), metrics: loopback(mport)}
 	limit := strconv.Itoa(conns)
-	ch, err := startChild(cmd([]string{
+	args := []string{
 		"--listen", c.addr, "--data", data, "--metrics", c.metrics,
 		"--self-preservation", "-1", "--log-level", "warn", "--insecure",
 		"--max-conns", limit, "--max-conns-per-addr", limit,
-	}), "center")
+	}
+	if writeTimeout > 0 {
+		args = append(args, "--write-timeout", writeTimeout.String())
+	}
+	ch, err := startChild(cmd(args), "center")
 	if err != nil {
 		return nil, err
 	}

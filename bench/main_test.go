@@ -147,6 +147,7 @@ func runTestCenter(jsonArgs string) error {
 	fs.BoolVar(&opts.Insecure, "insecure", false, "")
 	fs.IntVar(&opts.MaxConns, "max-conns", 0, "")
 	fs.IntVar(&opts.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
+	fs.DurationVar(&opts.WriteTimeout, "write-timeout", 0, "")
 	metrics := fs.String("metrics", "", "")
 	if err := fs.Parse(args); err != nil {
 		return err

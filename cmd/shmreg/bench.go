@@ -267,6 +267,7 @@ func benchFanout(ctx context.Context, args []string) error {
 	fs.IntVar(&fc.InFlight, "in-flight", 1024, "writes sent on schedule and not yet acknowledged, at most")
 	fs.DurationVar(&fc.FillTimeout, "fill-timeout", 15*time.Minute, "give up on a fill storm after this long")
 	maxRSS := fs.Int64("max-center-rss-mb", 0, "stop a fill storm once the center's RSS exceeds this (default 60% of MemAvailable)")
+	centerWT := fs.Duration("center-write-timeout", 0, "the center's --write-timeout (default its own, 10s; agents that share the center's cores may need more)")
 	fs.StringVar(&fc.Dir, "dir", "", "directory for the center's store (default $SHMREG_BENCH_DIR, /dev/shm, or the temp dir)")
 	jsonPath := fs.String("json", "", "also write the rows to this file as JSON")
 	plotPath := fs.String("plot", "", "also write a chart of delivery p99 and CPU per record against S: PNG or SVG by its extension")
@@ -285,6 +286,7 @@ func benchFanout(ctx context.Context, args []string) error {
 		return err
 	}
 	fc.MaxCenterRSS = *maxRSS << 20
+	fc.CenterWriteTimeout = *centerWT
 	if !*quiet {
 		fc.Progress = os.Stderr
 	}

@@ -45,6 +45,7 @@ func runCenter(args []string) error {
 	maxConnsPerAddr := fs.Int("max-conns-per-addr", 256, "connections from one IP address")
 	maxSubs := fs.Int("max-subscriptions", 8, "subscriptions per connection")
 	unhealthyAfter := fs.Duration("unhealthy-after", 5*time.Second, "stop serving subscriptions once the store has failed this long")
+	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "close a connection that takes nothing written to it for this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cf := addClusterFlags(fs)
 	if help, err := parse(fs, args); help || err != nil {
@@ -77,7 +78,7 @@ func runCenter(args []string) error {
 		log.Warn(tokenWarning)
 	}
 
-	opts := pair.Options{Options: center.Options{Listen: *listen, Token: tok, MaxFrame: *maxFrame, SelfPreservation: *selfPres, Logger: log, Insecure: *insecure, InsecurePeers: *insecurePeers, MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs, UnhealthyAfter: *unhealthyAfter}, Peer: *peer, DataDir: *data, TombstoneRetention: *tombstones, MaxClockAhead: *maxClockAhead}
+	opts := pair.Options{Options: center.Options{Listen: *listen, Token: tok, MaxFrame: *maxFrame, SelfPreservation: *selfPres, Logger: log, Insecure: *insecure, InsecurePeers: *insecurePeers, MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr, MaxSubscriptions: *maxSubs, UnhealthyAfter: *unhealthyAfter, WriteTimeout: *writeTimeout}, Peer: *peer, DataDir: *data, TombstoneRetention: *tombstones, MaxClockAhead: *maxClockAhead}
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {

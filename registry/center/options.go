@@ -59,6 +59,10 @@ type Options struct {
 	// room before it reads one, and is closed if none frees up within the
 	// handshake timeout. Default 16 MiB; at least MaxFrame.
 	MaxInbound int
+	// WriteTimeout is how long a connection may take nothing of what is
+	// written to it before it is closed (its client is gone or stuck).
+	// Default 10s.
+	WriteTimeout time.Duration
 	// UnhealthyAfter is how long the store may keep failing before the
 	// center stops serving subscriptions (so that agents move to the peer)
 	// and reports itself unhealthy. Writes are refused with ErrUnavailable
@@ -130,6 +134,7 @@ func (o Options) withDefaults() Options {
 	def(&o.SelfPreservationMaxHold, 10*time.Minute)
 	def(&o.PushDelay, time.Millisecond)
 	def(&o.UnhealthyAfter, 5*time.Second)
+	def(&o.WriteTimeout, wire.WriteTimeout)
 	defInt := func(d *int, v int) {
 		if *d <= 0 {
 			*d = v

@@ -46,7 +46,6 @@ type session struct {
 
 const (
 	handshakeTimeout = wire.HandshakeTimeout
-	writeTimeout     = 10 * time.Second
 	maxPrefixes      = 1024
 	// maxHelloFrame caps the first frame: a hello is a few short strings,
 	// and nobody has been authenticated yet to send more.
@@ -74,6 +73,7 @@ func newSession(c *Center, nc net.Conn) *session {
 		subs:     make(map[uint64]*subscriber),
 	}
 	s.out = wire.NewOutbox(c.opts.MaxConnQueue, c.outbound)
+	s.out.SetWriteTimeout(c.opts.WriteTimeout)
 	s.done = s.out.Done()
 	return s
 }
@@ -99,7 +99,7 @@ func (s *session) serve() {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				m.cutOff.Inc()
-				s.c.log.Warn("cut off a client that took nothing for the write timeout", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "timeout", wire.WriteTimeout)
+				s.c.log.Warn("cut off a client that took nothing for the write timeout", "conn", s.id, "remote", s.nc.RemoteAddr().String(), "role", s.role, "timeout", s.c.opts.WriteTimeout)
 			} else {
 				s.c.log.Debug("connection write", "conn", s.id, "err", err)
 			}

@@ -34,6 +34,15 @@ type Outbox struct {
 	ctx     context.Context // cancelled when the Outbox closes: ends budget waits
 	cancel  context.CancelFunc
 	err     error // why Run stopped writing, if a write failed (guarded by mu)
+	timeout time.Duration
+}
+
+// SetWriteTimeout sets how long a write may make no progress before Run
+// gives up on the connection (default WriteTimeout). Call it before Run.
+func (o *Outbox) SetWriteTimeout(d time.Duration) {
+	if d > 0 {
+		o.timeout = d
+	}
 }
 
 // Err is the write error that ended Run, if one did (nil while it runs, or
@@ -58,7 +67,7 @@ const LargeFrame = 64 << 10
 // NewOutbox returns an outbox; limit 0 means unbounded, shared nil means no
 // center-wide budget (a client's side of a connection).
 func NewOutbox(limit int, shared *semaphore.Weighted) *Outbox {
-	o := &Outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, shared: shared}
+	o := &Outbox{signal: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}), limit: limit, shared: shared, timeout: WriteTimeout}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	return o
 }
@@ -238,7 +247,7 @@ func (o *Outbox) Run(nc net.Conn) {
 		frames, closing := o.frames, o.closing
 		o.frames, o.bytes = spare[:0], 0
 		o.mu.Unlock()
-		err := writeFrames(nc, frames, &iov)
+		err := writeFrames(nc, frames, &iov, o.timeout)
 		var charged int64
 		for _, q := range frames {
 			charged += q.charged
@@ -271,7 +280,7 @@ func (o *Outbox) Run(nc net.Conn) {
 // copied), through a pooled buffer otherwise (over TLS each small write
 // would be a record of its own). A connection that is idle holds no write
 // buffer either way.
-func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
+func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers, timeout time.Duration) error {
 	if _, ok := nc.(*net.TCPConn); ok {
 		// In pieces of at most writePiece bytes, each with its own
 		// deadline: the timeout is for a connection that takes nothing,
@@ -280,7 +289,7 @@ func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
 		var err error
 		flush := func() {
 			if err == nil && len(bufs) > 0 {
-				nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+				nc.SetWriteDeadline(time.Now().Add(timeout))
 				v := bufs // WriteTo consumes v; bufs keeps the backing array
 				_, err = v.WriteTo(nc)
 			}
@@ -316,14 +325,14 @@ func writeFrames(nc net.Conn, frames []queued, iov *net.Buffers) error {
 	for _, q := range frames {
 		for b := q.b; len(b) > 0; {
 			take := min(len(b), writePiece)
-			nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+			nc.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := bw.Write(b[:take]); err != nil {
 				return err
 			}
 			b = b[take:]
 		}
 	}
-	nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	nc.SetWriteDeadline(time.Now().Add(timeout))
 	return bw.Flush()
 }
 
