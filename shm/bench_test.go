@@ -205,3 +205,51 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// BenchmarkLookupCost splits a lookup's cost (issue 18): at 1 entry every
+// lookup is the same key, whose memory stays in the cache, so the figure
+// is the fixed cost (slot stores, fault guard, hashing, the callback); at
+// 10K, 100K and 1M random keys it adds the memory cost, the cache and TLB
+// misses. Each size runs the Go map, Session.View and Reader.View on the
+// same keys in the same order. 10M entries (about 5 GB of region) only with
+// SHMREG_BENCH_10M=1.
+func BenchmarkLookupCost(b *testing.B) {
+	sizes := []int{1, 10_000, 100_000, 1_000_000}
+	if os.Getenv("SHMREG_BENCH_10M") == "1" {
+		sizes = append(sizes, 10_000_000)
+	}
+	touch := func(v []byte) error { sink += int(v[0]) + int(v[len(v)-1]); return nil }
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("map/n=%d", n), func(b *testing.B) {
+			d := benchRegion(b, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				v := d.m[string(d.order[i&(len(d.order)-1)])]
+				sink += int(v[0]) + int(v[len(v)-1])
+			}
+		})
+		b.Run(fmt.Sprintf("session/n=%d", n), func(b *testing.B) {
+			d := benchRegion(b, n)
+			s, err := d.r.Session()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("reader/n=%d", n), func(b *testing.B) {
+			d := benchRegion(b, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := d.r.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
