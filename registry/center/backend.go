@@ -160,3 +160,31 @@ type errFatal struct{ err error }
 
 func (e errFatal) Error() string { return e.err.Error() }
 func (e errFatal) Unwrap() error { return e.err }
+
+// MapView is the View of a backend that keeps its records in a map, read
+// under the backend's lock: the records by key, the last revision issued,
+// and the highest revision whose tombstone was forgotten (changes after an
+// older revision can no longer be told).
+type MapView struct {
+	Recs         map[string]*wire.Record
+	Rev          uint64
+	CompactedRev uint64
+}
+
+// mapView adapts MapView to View (whose Rev is a method).
+type mapView struct{ *MapView }
+
+// AsView returns v as a View.
+func (v *MapView) AsView() View { return mapView{v} }
+
+func (v mapView) Rev() uint64                 { return v.MapView.Rev }
+func (v mapView) Len() int                    { return len(v.Recs) }
+func (v mapView) Get(key string) *wire.Record { return v.Recs[key] }
+func (v mapView) Scan(fn func(*wire.Record) bool) {
+	for _, r := range v.Recs {
+		if !fn(r) {
+			return
+		}
+	}
+}
+func (v mapView) CanResume(from uint64) bool { return from >= v.CompactedRev && from <= v.MapView.Rev }

@@ -44,16 +44,16 @@ type Backend struct {
 	metrics   *clusterMetrics
 	front     center.Front
 
-	mu    sync.RWMutex
-	recs  map[string]*wire.Record // immutable values: replaced, never mutated
-	tombs []tomb                  // remembered deletes, oldest first
+	mu sync.RWMutex
+	// The cache (immutable values: replaced, never mutated), the revision
+	// it is at, and the oldest revision it can resume from.
+	center.MapView
+	tombs []tomb // remembered deletes, oldest first
 
 	// ownMu guards owners (taken inside mu, never around it): the front
 	// asks Judges while the watcher publishes.
-	ownMu        sync.RWMutex
-	owners       map[string]string // live instance key -> owning center's name
-	rev          uint64            // revision the cache is at
-	compactedRev uint64            // resuming from before this is not possible
+	ownMu  sync.RWMutex
+	owners map[string]string // live instance key -> owning center's name
 
 	writes  chan *writeReq
 	leaseID atomic.Int64
@@ -100,11 +100,11 @@ func NewBackend(ctx context.Context, opts Options) (*Backend, error) {
 		log:       opts.Logger,
 		recPrefix: opts.Prefix + "records/",
 		metrics:   m,
-		recs:      make(map[string]*wire.Record),
 		owners:    make(map[string]string),
 		writes:    make(chan *writeReq, 4096),
 		pending:   make(map[uint64]uint64),
 	}
+	b.Recs = make(map[string]*wire.Record)
 	endpoints := opts.Endpoints
 	if len(endpoints) == 0 {
 		b.member, err = startMember(ctx, opts)
@@ -142,14 +142,14 @@ func (b *Backend) load(ctx context.Context) error {
 	b.id = fmt.Sprintf("etcd-%016x", resp.Header.ClusterId)
 	for _, kv := range resp.Kvs {
 		if rec, owner, ok := b.decode(kv); ok {
-			b.recs[rec.Key] = rec
+			b.Recs[rec.Key] = rec
 			b.setOwner(rec.Key, owner)
 		}
 	}
 	// Deletes before the snapshot are not known here: a subscriber from
 	// before it gets a snapshot.
-	b.rev = uint64(resp.Header.Revision)
-	b.compactedRev = b.rev
+	b.Rev = uint64(resp.Header.Revision)
+	b.CompactedRev = b.Rev
 	return nil
 }
 
@@ -227,26 +227,8 @@ func (b *Backend) Write(ops []center.Op, done func([]center.Result, error)) {
 func (b *Backend) Read(f func(center.View)) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	f(view{b})
+	f(b.AsView())
 }
-
-type view struct{ b *Backend }
-
-func (v view) Rev() uint64                 { return v.b.rev }
-func (v view) Len() int                    { return len(v.b.recs) }
-func (v view) Get(key string) *wire.Record { return v.b.recs[key] }
-func (v view) Scan(fn func(*wire.Record) bool) {
-	for _, r := range v.b.recs {
-		if !fn(r) {
-			return
-		}
-	}
-}
-
-// CanResume: the cache tells every change after from if it remembers every
-// delete since (from is not older than a forgotten tombstone, nor than the
-// snapshot the center started from), and from is not ahead of it.
-func (v view) CanResume(from uint64) bool { return from >= v.b.compactedRev && from <= v.b.rev }
 
 // ServePeer refuses: a cluster's centers replicate through etcd.
 func (b *Backend) ServePeer(p center.PeerConn, f wire.Frame) error {
@@ -284,10 +266,10 @@ func (b *Backend) watchLoop() {
 	bo := backoff.New(50*time.Millisecond, 2*time.Second)
 	for b.ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(b.ctx))
-		wch := b.cli.Watch(wctx, b.recPrefix, clientv3.WithPrefix(), clientv3.WithRev(int64(b.rev)+1))
+		wch := b.cli.Watch(wctx, b.recPrefix, clientv3.WithPrefix(), clientv3.WithRev(int64(b.Rev)+1))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
-				b.log.Warn("watch start compacted away: reloading a snapshot", "from", b.rev+1, "compacted", resp.CompactRevision)
+				b.log.Warn("watch start compacted away: reloading a snapshot", "from", b.Rev+1, "compacted", resp.CompactRevision)
 				if err := b.resnapshot(); err != nil {
 					b.log.Warn("reload a snapshot", "err", err)
 				}
@@ -295,7 +277,7 @@ func (b *Backend) watchLoop() {
 			}
 			if err := resp.Err(); err != nil {
 				b.front.StoreFailed(unavailable(err))
-				b.log.Warn("watch interrupted", "err", err, "rev", b.rev)
+				b.log.Warn("watch interrupted", "err", err, "rev", b.Rev)
 				break
 			}
 			if len(resp.Events) > 0 {
@@ -338,22 +320,22 @@ func (b *Backend) apply(events []*clientv3.Event) {
 				}
 			}
 		case mvccpb.DELETE:
-			old := b.recs[key]
+			old := b.Recs[key]
 			if old == nil || old.Deleted {
-				b.rev = max(b.rev, rev)
+				b.Rev = max(b.Rev, rev)
 				continue
 			}
 			b.setOwner(key, "")
 			ch = center.Change{Key: key, Rec: &wire.Record{Key: key, Version: wire.Version{HLC: rev, Origin: b.id}, Deleted: true, Rev: rev}}
 			b.tombs = append(b.tombs, tomb{key: key, rev: rev, at: now})
 		}
-		b.recs[key] = ch.Rec
-		b.rev = max(b.rev, rev)
+		b.Recs[key] = ch.Rec
+		b.Rev = max(b.Rev, rev)
 		changes = append(changes, ch)
 	}
 	b.purgeTombstones(now)
 	if len(changes) > 0 {
-		b.front.Publish(changes, b.rev)
+		b.front.Publish(changes, b.Rev)
 	}
 	b.metrics.applied.Add(float64(len(changes)))
 	b.mu.Unlock()
@@ -366,10 +348,10 @@ func (b *Backend) purgeTombstones(now time.Time) {
 	n := 0
 	for n < len(b.tombs) && (len(b.tombs)-n > b.opts.MaxTombstones || now.Sub(b.tombs[n].at) > b.opts.TombstoneRetention) {
 		t := b.tombs[n]
-		if r := b.recs[t.key]; r != nil && r.Deleted && r.Rev == t.rev {
-			delete(b.recs, t.key)
+		if r := b.Recs[t.key]; r != nil && r.Deleted && r.Rev == t.rev {
+			delete(b.Recs, t.key)
 		}
-		b.compactedRev = max(b.compactedRev, t.rev)
+		b.CompactedRev = max(b.CompactedRev, t.rev)
 		n++
 	}
 	if n > 0 {
@@ -398,26 +380,26 @@ func (b *Backend) resnapshot() error {
 			continue
 		}
 		seen[rec.Key] = struct{}{}
-		if old := b.recs[rec.Key]; old != nil && !old.Deleted && old.Rev == rec.Rev {
+		if old := b.Recs[rec.Key]; old != nil && !old.Deleted && old.Rev == rec.Rev {
 			continue
 		}
-		b.recs[rec.Key] = rec
+		b.Recs[rec.Key] = rec
 		b.setOwner(rec.Key, owner)
 		changes = append(changes, center.Change{Key: rec.Key, Rec: rec})
 	}
-	for k, old := range b.recs {
+	for k, old := range b.Recs {
 		if _, ok := seen[k]; ok || old.Deleted {
 			continue
 		}
 		t := &wire.Record{Key: k, Version: wire.Version{HLC: rev, Origin: b.id}, Deleted: true, Rev: rev}
-		b.recs[k] = t
+		b.Recs[k] = t
 		b.setOwner(k, "")
 		b.tombs = append(b.tombs, tomb{key: k, rev: rev, at: now})
 		changes = append(changes, center.Change{Key: k, Rec: t})
 	}
-	b.rev = max(b.rev, rev)
+	b.Rev = max(b.Rev, rev)
 	if len(changes) > 0 {
-		b.front.Publish(changes, b.rev)
+		b.front.Publish(changes, b.Rev)
 	}
 	b.mu.Unlock()
 	b.answerWaiters(false)
@@ -447,7 +429,7 @@ func (b *Backend) takePending(s uint64) uint64 {
 // been behind for longer than the write timeout: they are committed).
 func (b *Backend) answerWaiters(all bool) {
 	b.mu.RLock()
-	rev := b.rev
+	rev := b.Rev
 	b.mu.RUnlock()
 	b.waitMu.Lock()
 	n := 0

@@ -106,12 +106,12 @@ func (b *Backend) commit(batch []*writeReq) {
 		req.res = make([]center.Result, len(req.ops))
 		for j, o := range req.ops {
 			k := b.recPrefix + o.Key
-			cur := b.recs[o.Key]
+			cur := b.Recs[o.Key]
 			switch o.Kind {
 			case center.OpPut:
 				if o.WID != "" && cur != nil && !cur.Deleted && cur.WID == o.WID {
 					// A retry of a write the cluster holds: answered with its version.
-					req.res[j] = center.Result{Version: cur.Version, Rev: b.rev}
+					req.res[j] = center.Result{Version: cur.Version, Rev: b.Rev}
 					continue
 				}
 				s := &stored{Value: o.Value, WID: o.WID}

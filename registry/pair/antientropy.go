@@ -90,7 +90,7 @@ func (b *Backend) bucketRecords(bucket int, after string, limit int) (recs []*wi
 	sort.Strings(keys)
 	size := 0
 	for _, k := range keys {
-		r := b.recs[k]
+		r := b.Recs[k]
 		sz := len(r.Key) + len(r.Value) + 64
 		if size+sz > limit && len(recs) > 0 {
 			return recs, true
@@ -127,13 +127,13 @@ func (b *Backend) antiEntropy(ctx context.Context, conn *registry.Conn) (int, er
 		b.mu.RLock()
 		for _, r := range peerRecs {
 			peerVer[r.Key] = r.Version
-			if l := b.recs[r.Key]; l == nil || l.Version.Less(r.Version) {
+			if l := b.Recs[r.Key]; l == nil || l.Version.Less(r.Version) {
 				apply = append(apply, op{kind: opApply, key: r.Key, rec: r})
 			}
 		}
 		var push []*wire.Record
 		for k := range b.digests.keys[bk] {
-			l := b.recs[k]
+			l := b.Recs[k]
 			if v, ok := peerVer[k]; !ok || v.Less(l.Version) {
 				push = append(push, l)
 			}

@@ -135,9 +135,9 @@ func (b *Backend) commit(batch []*writeReq) {
 		if r, ok := overlay[k]; ok {
 			return r
 		}
-		return b.recs[k] // safe without mu: only this goroutine writes recs
+		return b.Recs[k] // safe without mu: only this goroutine writes recs
 	}
-	rev, compacted := b.rev, b.compactedRev
+	rev, compacted := b.Rev, b.CompactedRev
 	var effects []effect
 	var changes []*wire.Record
 	results := make([][]opResult, len(batch))
@@ -266,19 +266,19 @@ func (b *Backend) publish(effects []effect, rev, compacted uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, e := range effects {
-		if old := b.recs[e.key]; old != nil {
+		if old := b.Recs[e.key]; old != nil {
 			b.digests.remove(old)
 		}
 		changes[i] = center.Change{Key: e.key, Rec: e.rec, FromPeer: e.fromPeer, ConnID: e.connID, TTL: e.ttl}
 		if e.rec == nil {
-			delete(b.recs, e.key)
+			delete(b.Recs, e.key)
 			b.metrics.purged.Inc()
 			continue
 		}
-		b.recs[e.key] = e.rec
+		b.Recs[e.key] = e.rec
 		b.digests.add(e.rec)
 	}
-	b.rev, b.compactedRev = rev, compacted
+	b.Rev, b.CompactedRev = rev, compacted
 	b.front.Publish(changes, rev)
 	for q := range b.outgoing {
 		q.offer(changes)

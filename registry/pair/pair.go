@@ -112,12 +112,12 @@ type Backend struct {
 	// (client, peer).
 	clockWarned [2]atomic.Int64
 
-	mu           sync.RWMutex
-	recs         map[string]*wire.Record // immutable values: replaced, never mutated
-	rev          uint64                  // last revision issued
-	compactedRev uint64                  // highest revision of a purged tombstone
-	digests      digestTable
-	outgoing     map[*changeQueue]struct{} // the replicator's queue while its link is up
+	mu sync.RWMutex
+	// The records (immutable values: replaced, never mutated), the last
+	// revision issued and the highest revision of a purged tombstone.
+	center.MapView
+	digests  digestTable
+	outgoing map[*changeQueue]struct{} // the replicator's queue while its link is up
 
 	writes  chan *writeReq
 	retries *retryTable // owned by the committer
@@ -139,11 +139,11 @@ func NewBackend(opts Options) (*Backend, error) {
 		log:      opts.Logger,
 		clock:    newHLC(nil),
 		metrics:  m,
-		recs:     make(map[string]*wire.Record),
 		outgoing: make(map[*changeQueue]struct{}),
 		retries:  newRetryTable(),
 		writes:   make(chan *writeReq, 4096),
 	}
+	b.Recs = make(map[string]*wire.Record)
 	b.digests.init()
 	var st persistedState
 	if opts.DataDir != "" {
@@ -155,10 +155,10 @@ func NewBackend(opts Options) (*Backend, error) {
 		st.centerID = newCenterID()
 	}
 	b.id = st.centerID
-	b.rev, b.compactedRev = st.rev, st.compactedRev
+	b.Rev, b.CompactedRev = st.rev, st.compactedRev
 	ahead := 0
 	for _, r := range st.records {
-		b.recs[r.Key] = r
+		b.Recs[r.Key] = r
 		b.digests.add(r)
 		// Our own durable records move the clock even when far ahead: a
 		// later write must order after them. Only new input is bounded.
@@ -166,8 +166,8 @@ func NewBackend(opts Options) (*Backend, error) {
 			ahead++
 		}
 		b.clock.Observe(r.Version.HLC)
-		if r.Rev > b.rev {
-			b.rev = r.Rev
+		if r.Rev > b.Rev {
+			b.Rev = r.Rev
 		}
 	}
 	if ahead > 0 {
@@ -247,23 +247,8 @@ func (b *Backend) Write(ops []center.Op, done func([]center.Result, error)) {
 func (b *Backend) Read(f func(center.View)) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	f(view{b})
+	f(b.AsView())
 }
-
-// view is the Backend seen under its read lock.
-type view struct{ b *Backend }
-
-func (v view) Rev() uint64                 { return v.b.rev }
-func (v view) Len() int                    { return len(v.b.recs) }
-func (v view) Get(key string) *wire.Record { return v.b.recs[key] }
-func (v view) Scan(fn func(*wire.Record) bool) {
-	for _, r := range v.b.recs {
-		if !fn(r) {
-			return
-		}
-	}
-}
-func (v view) CanResume(from uint64) bool { return from >= v.b.compactedRev && from <= v.b.rev }
 
 // Probe makes one large durable write (see store.probe).
 func (b *Backend) Probe() error {
@@ -311,7 +296,7 @@ func (b *Backend) ServePeer(p center.PeerConn, f wire.Frame) error {
 				p.ReplyErr(id, err)
 				return
 			}
-			p.Send(wire.MsgOK, id, &wire.OKMsg{Rev: b.rev})
+			p.Send(wire.MsgOK, id, &wire.OKMsg{Rev: b.Rev})
 		}})
 		return nil
 	case wire.MsgTouch:

@@ -23,7 +23,7 @@ func (b *Backend) purgeLoop() {
 func (b *Backend) purgeTombstones(now time.Time) {
 	var ops []op
 	b.mu.RLock()
-	for k, r := range b.recs {
+	for k, r := range b.Recs {
 		if r.Deleted && now.Sub(r.Version.Time()) > b.opts.TombstoneRetention {
 			ops = append(ops, op{kind: opPurge, key: k, expect: r.Version})
 		}

@@ -74,9 +74,7 @@ func NewOutbox(limit int, shared *semaphore.Weighted) *Outbox {
 
 // enqueue queues a frame; it returns ErrClosed after close and ErrOverloaded
 // (the frame is still queued) once more than limit bytes are waiting.
-func (o *Outbox) Enqueue(b []byte) error {
-	return o.put(queued{b: b})
-}
+func (o *Outbox) Enqueue(b []byte) error { return o.SendParts(false, b) }
 
 // Queued is the number of bytes queued and not yet written.
 func (o *Outbox) Queued() int {
@@ -127,42 +125,7 @@ func (o *Outbox) SendParts(charge bool, parts ...[]byte) error {
 // EnqueueParts queues one frame made of several parts, written one after
 // the other (a push's shared body between its subscriber's own head and
 // tail, see SharedPush), with Enqueue's results.
-func (o *Outbox) EnqueueParts(parts ...[]byte) error {
-	o.mu.Lock()
-	if o.closing {
-		o.mu.Unlock()
-		return ErrClosed
-	}
-	for _, p := range parts {
-		o.frames = append(o.frames, queued{b: p})
-		o.bytes += len(p)
-	}
-	over := o.limit > 0 && o.bytes > o.limit
-	o.mu.Unlock()
-	o.wake()
-	if over {
-		return ErrOverloaded
-	}
-	return nil
-}
-
-func (o *Outbox) put(q queued) error {
-	o.mu.Lock()
-	if o.closing {
-		o.mu.Unlock()
-		o.release(q.charged)
-		return ErrClosed
-	}
-	o.frames = append(o.frames, q)
-	o.bytes += len(q.b)
-	over := o.limit > 0 && o.bytes > o.limit
-	o.mu.Unlock()
-	o.wake()
-	if over {
-		return ErrOverloaded
-	}
-	return nil
-}
+func (o *Outbox) EnqueueParts(parts ...[]byte) error { return o.SendParts(false, parts...) }
 
 // send queues a frame at the pace of the connection: it waits until at most
 // a quarter of the limit is queued and, for a large frame, for its share of
@@ -171,14 +134,7 @@ func (o *Outbox) Send(b []byte) error {
 	if !o.WaitRoom(o.limit / 4) {
 		return ErrClosed
 	}
-	q := queued{b: b}
-	if o.shared != nil && len(b) >= LargeFrame {
-		if err := o.shared.Acquire(o.ctx, int64(len(b))); err != nil {
-			return ErrClosed
-		}
-		q.charged = int64(len(b))
-	}
-	return o.put(q)
+	return o.SendParts(true, b)
 }
 
 func (o *Outbox) release(n int64) {
