@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/hex"
 	"os"
 )
 
@@ -10,14 +11,17 @@ func runLs(args []string) error {
 	region := regionFlag(fs)
 	keysOnly := fs.Bool("keys", false, "print keys only")
 	format := formatFlag(fs)
+	fs.Lookup("format").Usage += "; ls also takes hex (hex key, a tab, hex value: byte-exact, what every language's reader prints to be compared)"
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return argsError(fs, "at most one PREFIX")
 	}
-	if err := checkFormat(*format); err != nil {
-		return err
+	if *format != "hex" {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
 	}
 	r, err := openRegion(*region)
 	if err != nil {
@@ -31,7 +35,14 @@ func runLs(args []string) error {
 	lines := newJSONLines(w)
 	return scanChunks(r, []byte(fs.Arg(0)), listChunk(), func(chunk []entry) error {
 		for _, e := range chunk {
-			if *format == "json" {
+			if *format == "hex" {
+				w.WriteString(hex.EncodeToString(e.key))
+				w.WriteByte('\t')
+				if !*keysOnly {
+					w.WriteString(hex.EncodeToString(e.value))
+				}
+				w.WriteByte('\n')
+			} else if *format == "json" {
 				v := e.value
 				if *keysOnly {
 					v = nil
