@@ -1,7 +1,7 @@
 /*
  * shmreg.h - read a shmreg region from C.
  *
- * Layout version 1. This header is the C half of docs/LAYOUT.md; the Go
+ * Layout version 2 (it reads version 1 too). This header is the C half of docs/LAYOUT.md; the Go
  * declarations (shm/layout.go, skiplist/node.go) are the other half, and
  * shm/layout_test.go checks that all three agree. Linux only.
  *
@@ -174,7 +174,9 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 _Static_assert(sizeof(long long) == 8 && sizeof(int) == 4, "unexpected int sizes");
 
-#define SHMREG_LAYOUT_VERSION 1
+#define SHMREG_LAYOUT_VERSION 2
+#define SHMREG_OLDEST_LAYOUT_VERSION 1 /* versions 1 and 2 read alike: 2 only changed where writers put values */
+#define SHMREG_CTL_VERSION 1 /* the control file's layout, unchanged by data version 2 */
 #define SHMREG_MAGIC "SHMREGD" /* 8 bytes with its NUL: data file */
 #define SHMREG_CTL_MAGIC "SHMREGC" /* 8 bytes with its NUL: control file */
 #define SHMREG_MAGIC_SIZE 8
@@ -217,7 +219,7 @@ static inline uint64_t shmreg_pair_length(uint64_t pair) { return pair >> SHMREG
  * writer's own (readers may read it for statistics, racily). */
 struct shmreg_header {
     uint8_t magic[8];      /* "SHMREGD\0" */
-    uint32_t version;      /* SHMREG_LAYOUT_VERSION; anything else is refused */
+    uint32_t version;      /* 1 or 2 (SHMREG_OLDEST_LAYOUT_VERSION .. SHMREG_LAYOUT_VERSION); anything else is refused */
     uint32_t header_size;  /* 4096 */
     uint64_t file_size;    /* bytes; must not exceed the real file size */
     uint64_t pool_start;   /* 4096 */
@@ -292,7 +294,7 @@ static inline uint64_t shmreg_index_word(uint64_t node_offset, uint64_t hash)
 /* Bytes 0 - 4095 of NAME.ctl. */
 struct shmreg_ctl {
     uint8_t magic[8];      /* "SHMREGC\0" */
-    uint32_t version;      /* SHMREG_LAYOUT_VERSION */
+    uint32_t version;      /* SHMREG_CTL_VERSION */
     uint32_t slot_count;   /* reader slots */
     uint64_t file_size;
     uint64_t created_ns;
@@ -570,7 +572,7 @@ static inline int shmreg__map_data(const char *path, struct shmreg_region *r)
         rc = SHMREG_EMAGIC;
     else if (got < (ssize_t)offsetof(struct shmreg_header, header_size))
         rc = SHMREG_ETRUNCATED;
-    else if (h.version != SHMREG_LAYOUT_VERSION)
+    else if (h.version < SHMREG_OLDEST_LAYOUT_VERSION || h.version > SHMREG_LAYOUT_VERSION)
         rc = SHMREG_EVERSION;
     else if (got < (ssize_t)sizeof h || st.st_size < 0 || (uint64_t)st.st_size < h.file_size)
         rc = SHMREG_ETRUNCATED;
@@ -762,7 +764,7 @@ static inline int shmreg__open_ctl(const char *path, struct shmreg_region *r)
         rc = SHMREG_EMAGIC;
     else if (got < (ssize_t)offsetof(struct shmreg_ctl, slot_count))
         rc = SHMREG_ETRUNCATED;
-    else if (c.version != SHMREG_LAYOUT_VERSION)
+    else if (c.version != SHMREG_CTL_VERSION)
         rc = SHMREG_EVERSION;
     else if (got < (ssize_t)sizeof c || st.st_size < 0 || (uint64_t)st.st_size < need)
         rc = SHMREG_ETRUNCATED;

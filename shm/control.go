@@ -114,7 +114,7 @@ func mapControl(f *os.File, create bool, slots int, perm os.FileMode) (*control,
 	c := &control{file: f, mem: mm, hdr: ctlAt(mm)}
 	if fresh {
 		copy(c.hdr.magic[:], ctlMagic)
-		c.hdr.version = LayoutVersion
+		c.hdr.version = ControlVersion
 		c.hdr.slotCount = uint32(slots)
 		c.hdr.fileSize = uint64(ctlSize(slots))
 		c.hdr.createdNs = uint64(time.Now().UnixNano())
@@ -127,9 +127,9 @@ func mapControl(f *os.File, create bool, slots int, perm os.FileMode) (*control,
 		_ = mm.Unmap()
 		return nil, fmt.Errorf("%w: control file %s", ErrBadMagic, path)
 	}
-	if c.hdr.version != LayoutVersion {
+	if c.hdr.version != ControlVersion {
 		_ = mm.Unmap()
-		return nil, fmt.Errorf("%w: control file %s has version %d, this build reads %d", ErrLayoutVersion, path, c.hdr.version, LayoutVersion)
+		return nil, fmt.Errorf("%w: control file %s has version %d, this build reads %d", ErrLayoutVersion, path, c.hdr.version, ControlVersion)
 	}
 	// The slot count is read from an untrusted file: believe only as many
 	// slots as the file really holds.

@@ -71,8 +71,8 @@ func (m *mapping) validate() error {
 	if string(h.magic[:]) != dataMagic {
 		return fmt.Errorf("%w: %s", ErrBadMagic, m.path)
 	}
-	if h.version != LayoutVersion {
-		return fmt.Errorf("%w: %s has layout version %d, this build reads version %d", ErrLayoutVersion, m.path, h.version, LayoutVersion)
+	if h.version < oldestReadableVersion || h.version > LayoutVersion {
+		return fmt.Errorf("%w: %s has layout version %d, this build reads versions %d to %d", ErrLayoutVersion, m.path, h.version, oldestReadableVersion, LayoutVersion)
 	}
 	if h.headerSize != headerSize || h.poolStart != headerSize || h.maxHeight != skiplist.MaxHeight {
 		return fmt.Errorf("%w: %s has header size %d, pool start %d, max height %d", ErrCorrupt, m.path, h.headerSize, h.poolStart, h.maxHeight)

@@ -68,14 +68,13 @@ func fsck(m *mapping) (rep FsckReport) {
 		valueAlloc = alloc
 	}
 	committing := m.loadState()&stateCommitting != 0
-	inPool := func(w uint64) bool {
-		off, n := skiplist.Unpair(w)
-		return off >= headerSize && off+n <= alloc
+	// Allocated bytes lie below the bottom cursor or at or above the top
+	// one (a block carved from a free block of the other end lies there
+	// too); nothing lives between the cursors.
+	allocated := func(off, n uint64) bool {
+		return off >= headerSize && off+n <= m.size() && off+n >= off && (off+n <= alloc || off >= valueAlloc)
 	}
-	inValues := func(w uint64) bool {
-		off, n := skiplist.Unpair(w)
-		return off >= valueAlloc && off+n <= m.size()
-	}
+	inPool := func(w uint64) bool { return allocated(skiplist.Unpair(w)) }
 	l := &m.list
 
 	// Level 0: every node, in order, inside the allocated pool.
@@ -92,8 +91,8 @@ func fsck(m *mapping) (rep FsckReport) {
 			add("level 0: node %d reached twice (a cycle)", off)
 			break
 		}
-		if off >= alloc {
-			add("level 0: node %d past the allocation cursor %d", off, alloc)
+		if !allocated(off, skiplist.NodeSize(1)) {
+			add("level 0: node %d between the allocation cursors %d and %d", off, alloc, valueAlloc)
 		}
 		level0[off] = true
 		k, w, err := l.Entry(off)
@@ -110,8 +109,8 @@ func fsck(m *mapping) (rep FsckReport) {
 		}
 		prev = k
 		if w != 0 {
-			if !inValues(w) {
-				add("node %d (%q): value outside the allocated value area", off, k)
+			if !inPool(w) {
+				add("node %d (%q): value outside the allocated pool", off, k)
 			}
 			_, n := skiplist.Unpair(w)
 			live++
@@ -153,8 +152,8 @@ func fsck(m *mapping) (rep FsckReport) {
 		return rep
 	}
 	rep.IndexSlots = len(t.slots)
-	if t.off+indexHeaderSize+8*uint64(len(t.slots)) > alloc {
-		add("index table at %d runs past the allocation cursor", t.off)
+	if !allocated(t.off, indexHeaderSize+8*uint64(len(t.slots))) {
+		add("index table at %d lies between the allocation cursors", t.off)
 	}
 	var used, tombs uint64
 	indexed := map[uint64]bool{}

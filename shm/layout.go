@@ -10,9 +10,29 @@ import (
 // and include/shmreg.h declares it for C; layout_test.go checks that the
 // three agree. All fields are little-endian and naturally aligned.
 
-// LayoutVersion is the version of the layout this package reads and writes.
-// A region with any other version is refused with ErrLayoutVersion.
-const LayoutVersion = 1
+// LayoutVersion is the version of the layout this package writes. Version
+// 2 keeps a value of up to inlineMax bytes inside its node's block, which
+// only writers need to know: readers follow the value word wherever it
+// points, so this package reads versions 1 and 2 alike. A writer that opens
+// a version-1 region rebuilds it as version 2 (readers move to the new file
+// as after any rebuild), and a version-1 writer refuses a version-2 region,
+// whose node blocks it would size wrongly. Any other version is refused
+// with ErrLayoutVersion.
+const LayoutVersion = 2
+
+// oldestReadableVersion is the oldest layout a reader of this build reads.
+const oldestReadableVersion = 1
+
+// ControlVersion is the version of the control file's layout (lock, reader
+// slots, notification word), which did not change with data version 2.
+const ControlVersion = 1
+
+// inlineMax is the largest value a version-2 writer stores inside its
+// node's block, right after the key, so that a lookup finds the slot, then
+// node, key and value in one place (one page, and the value usually in the
+// node's cache line or the next). Larger values live apart, allocated
+// downward from the top of the pool, where they do not dilute the nodes.
+const inlineMax = 4096
 
 const (
 	dataMagic = "SHMREGD\x00"

@@ -64,7 +64,7 @@ func TestLayoutMatchesC(t *testing.T) {
 		"ctl.slots_forced": uint64(unsafe.Offsetof(c.slotsForced)), "ctl.slots_reaped": uint64(unsafe.Offsetof(c.slotsReaped)),
 		"slot.size": uint64(unsafe.Sizeof(s)), "slot.owner": uint64(unsafe.Offsetof(s.owner)),
 		"slot.epoch": uint64(unsafe.Offsetof(s.epoch)), "slot.pid": uint64(unsafe.Offsetof(s.pid)),
-		"const.layout_version": LayoutVersion, "const.header_size": headerSize, "const.max_height": skiplist.MaxHeight,
+		"const.layout_version": LayoutVersion, "const.ctl_version": ControlVersion, "const.header_size": headerSize, "const.max_height": skiplist.MaxHeight,
 		"const.pair_offset_bits": 40, "const.state_superseded": stateSuperseded, "const.state_committing": stateCommitting,
 		"const.index_empty": slotEmpty, "const.index_tombstone": slotTombstone, "const.ctl_lock_offset": ctlLockOff,
 		"const.ctl_slots_offset": ctlSlotsOff, "const.epoch_forced": epochForced,

@@ -43,6 +43,18 @@ type Options struct {
 	// idle reader slot (one that keeps the epoch of its last read) can hold
 	// memory reuse back. Default 2s.
 	ReadLease time.Duration
+
+	// inlineMax overrides the largest value kept inside its node (tests:
+	// -1 places every value apart, as a version-1 writer did).
+	inlineMax int
+}
+
+// inline reports whether a value of n bytes goes inside its node.
+func (o Options) inline(n int) bool {
+	if o.inlineMax == 0 {
+		return n <= inlineMax
+	}
+	return n <= o.inlineMax
 }
 
 func (o Options) withDefaults() Options {

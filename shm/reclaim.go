@@ -147,22 +147,31 @@ func (w *Writer) allocIn(where area, n uint64) (uint64, error) {
 	return off, err
 }
 
-// splitLarger serves a block of class from a free block of a larger class
-// in the same area (nodes, keys and tables stay below the values, which
-// Fsck checks), when the cursors have met and the class's own list is
-// empty: without it, a region whose free bytes sit in other classes would be
-// rebuilt although it has room. The rest of the larger block goes back to
-// the free lists as class-sized pieces (every multiple of 8 up to 64 is a
-// class, so a remainder always splits exactly).
+// splitLarger serves a block of class from a free block of a larger class,
+// when the cursors have met and the class's own list is empty: without it,
+// a region whose free bytes sit in other classes would be rebuilt although
+// it has room. It looks in the requesting end's lists first, then in the
+// other end's: since version 2 most bytes are nodes with their values
+// inline (the bottom end), and the blocks freed at the top (large values)
+// must be able to serve them. The rest of the larger block goes back to the
+// list it came from as class-sized pieces (every multiple of 8 up to 64 is
+// a class, so a remainder always splits exactly).
 func (w *Writer) splitLarger(where area, class int) (uint64, bool) {
+	if off, ok := w.splitFrom(where, class); ok {
+		return off, true
+	}
+	return w.splitFrom(1-where, class)
+}
+
+func (w *Writer) splitFrom(from area, class int) (uint64, bool) {
 	want := classSize(class)
 	for c := class; c < numClasses; c++ {
-		list := w.rec.free[where][c]
+		list := w.rec.free[from][c]
 		if len(list) == 0 {
 			continue
 		}
 		off := list[len(list)-1]
-		w.rec.free[where][c] = list[:len(list)-1]
+		w.rec.free[from][c] = list[:len(list)-1]
 		size := classSize(c)
 		h := w.m.hdr
 		h.garbageBytes -= size
@@ -171,7 +180,7 @@ func (w *Writer) splitLarger(where area, class int) (uint64, bool) {
 		for rest, at := size-want, off+want; rest > 0; {
 			pc := largestClassWithin(rest)
 			ps := classSize(pc)
-			w.rec.free[where][pc] = append(w.rec.free[where][pc], at)
+			w.rec.free[from][pc] = append(w.rec.free[from][pc], at)
 			h.garbageBytes += ps
 			h.reusableBytes += ps
 			h.freeByClass[pc] += ps

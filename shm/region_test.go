@@ -191,7 +191,8 @@ func TestOpenErrors(t *testing.T) {
 		want error
 	}{
 		{"bad magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrBadMagic},
-		{"future version", func(b []byte) []byte { b[8] = 2; return b }, ErrLayoutVersion},
+		{"future version", func(b []byte) []byte { b[8] = LayoutVersion + 1; return b }, ErrLayoutVersion},
+		{"version 0", func(b []byte) []byte { b[8] = 0; return b }, ErrLayoutVersion},
 		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, ErrTruncated},
 		{"tiny", func(b []byte) []byte { return b[:100] }, ErrTruncated},
 		{"head out of bounds", func(b []byte) []byte { b[48+5] = 0x7f; return b }, ErrCorrupt},

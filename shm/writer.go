@@ -86,8 +86,10 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	}
 	h := m.hdr
 	unreachable := atomic.LoadUint64(&h.garbageBytes)
-	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || (unreachable > 1<<20 && unreachable > atomic.LoadUint64(&h.liveBytes)/2) {
-		// The last writer died mid-commit: the list is valid at level 0 (every
+	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || h.version < LayoutVersion ||
+		(unreachable > 1<<20 && unreachable > atomic.LoadUint64(&h.liveBytes)/2) {
+		// A version-1 region is rebuilt as version 2 (its values move
+		// beside their nodes). The last writer died mid-commit: the list is valid at level 0 (every
 		// link is one atomic store of a complete node) but counters and the
 		// index may be behind. Rebuild from the list. The same rebuild
 		// recovers memory that the last writer's free lists (which live in
@@ -307,27 +309,13 @@ func (w *Writer) tryPut(key, value []byte) error {
 		return err
 	}
 	hash := Hash(key)
-	_, node, err := m.findSlot(t, key, hash)
+	slot, node, err := m.findSlot(t, key, hash)
 	if err != nil {
 		return err
 	}
+	inline := w.opts.inline(len(value))
 	if node != 0 {
-		// Update: the new value goes to fresh bytes, then one atomic swap.
-		old, err := m.list.ValueWord(node)
-		if err != nil {
-			return err
-		}
-		v, err := w.storeValue(value)
-		if err != nil {
-			return err
-		}
-		if err := w.list.SetValue(node, v); err != nil {
-			return err
-		}
-		oldOff, oldLen := skiplist.Unpair(old)
-		h.liveBytes = h.liveBytes + uint64(len(value)) - oldLen
-		w.retire(highArea, oldOff, oldLen)
-		return nil
+		return w.update(t, slot, node, key, value, inline)
 	}
 	if needsRebuild(t) {
 		if err := w.rebuildIndex(); err != nil {
@@ -337,31 +325,83 @@ func (w *Writer) tryPut(key, value []byte) error {
 			return err
 		}
 	}
-	v, err := w.storeValue(value)
-	if err != nil {
-		return err
+	var off, v uint64
+	if inline {
+		off, v, err = w.list.NewEntry(key, value)
+	} else if v, err = w.storeValue(value); err == nil {
+		off, err = w.list.NewNode(key)
 	}
-	off, err := w.list.NewNode(key)
 	if err != nil {
 		return err
 	}
 	existing, err := w.list.Link(off)
 	if errors.Is(err, skiplist.ErrExists) {
 		// A node for key is linked but not indexed: a writer died between
-		// linking and indexing it. Adopt that node.
-		if height, err := m.list.Height(off); err == nil {
-			w.retire(lowArea, off, skiplist.NodeSize(height)+uint64(len(key)))
+		// linking and indexing it (OpenWriter rebuilds such a region, so
+		// this is a second line of defence). Put ours in its place; its
+		// block stays garbage until the next rebuild.
+		if height, herr := m.list.Height(off); herr == nil {
+			w.retire(lowArea, off, skiplist.BlockSize(height, uint64(len(key)), uint64(len(value)), inline))
 		}
-		off = existing
+		if off, err = w.list.Replace(existing, value, inline, v); err != nil {
+			return err
+		}
+		insertSlot(t, hash, off)
 	} else if err != nil {
 		return err
-	}
-	insertSlot(t, hash, off)
-	if err := w.list.SetValue(off, v); err != nil {
-		return err
+	} else {
+		insertSlot(t, hash, off)
+		if err := w.list.SetValue(off, v); err != nil {
+			return err
+		}
 	}
 	h.entries++
 	h.liveBytes += uint64(len(key) + len(value))
+	return nil
+}
+
+// update gives the key whose node sits in index slot i a new value. A value
+// stored apart that stays apart is swapped in one store of the value word;
+// otherwise a new node with the value inline takes the old one's place in
+// the index (one store: the moment lookups see the new value) and then in
+// the list, and the old block is retired whole.
+func (w *Writer) update(t *table, i int, node uint64, key, value []byte, inline bool) error {
+	m := w.m
+	old, err := m.list.ValueWord(node)
+	if err != nil {
+		return err
+	}
+	wasInline, err := m.list.Inline(node, old)
+	if err != nil {
+		return err
+	}
+	height, err := m.list.Height(node)
+	if err != nil {
+		return err
+	}
+	oldOff, oldLen := skiplist.Unpair(old)
+	var v uint64
+	if !inline {
+		if v, err = w.storeValue(value); err != nil {
+			return err
+		}
+	}
+	if !wasInline && !inline {
+		if err := w.list.SetValue(node, v); err != nil {
+			return err
+		}
+	} else {
+		nn, err := w.list.Replace(node, value, inline, v)
+		if err != nil {
+			return err
+		}
+		atomic.StoreUint64(&t.slots[i], nn|Hash(key)>>40<<40)
+		w.retire(lowArea, node, skiplist.BlockSize(height, uint64(len(key)), oldLen, wasInline))
+	}
+	if !wasInline && old != 0 {
+		w.retire(highArea, oldOff, oldLen)
+	}
+	m.hdr.liveBytes = m.hdr.liveBytes + uint64(len(value)) - oldLen
 	return nil
 }
 
@@ -380,6 +420,10 @@ func (w *Writer) delete(key []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	inline, err := m.list.Inline(node, old)
+	if err != nil {
+		return false, err
+	}
 	if err := w.list.SetValue(node, 0); err != nil {
 		return false, err
 	}
@@ -390,9 +434,11 @@ func (w *Writer) delete(key []byte) (bool, error) {
 	oldOff, oldLen := skiplist.Unpair(old)
 	h.entries--
 	h.liveBytes -= uint64(len(key)) + oldLen
-	w.retire(highArea, oldOff, oldLen)
+	if !inline && old != 0 {
+		w.retire(highArea, oldOff, oldLen)
+	}
 	if height, err := m.list.Height(node); err == nil {
-		w.retire(lowArea, node, skiplist.NodeSize(height)+uint64(len(key)))
+		w.retire(lowArea, node, skiplist.BlockSize(height, uint64(len(key)), oldLen, inline))
 	}
 	return true, nil
 }
@@ -453,11 +499,14 @@ func (w *Writer) compact(extra uint64) error {
 	var n, bytes uint64
 	it := old.list.Seek(nil)
 	for ; it.Valid(); it.Next() {
-		v, err := nm.storeValue(it.Value())
-		if err != nil {
-			return fail(err)
+		var off uint64
+		if w.opts.inline(len(it.Value())) {
+			off, err = app.AppendEntry(it.Key(), it.Value())
+		} else if v, verr := nm.storeValue(it.Value()); verr != nil {
+			err = verr
+		} else {
+			off, err = app.Append(it.Key(), v)
 		}
-		off, err := app.Append(it.Key(), v)
 		if err != nil {
 			return fail(err)
 		}

@@ -67,15 +67,42 @@ func (w *Writer) randomHeight() int {
 // tower, and writes everything but its links and its value. The node is
 // unreachable until Link.
 func (w *Writer) NewNode(key []byte) (uint64, error) {
-	h := w.randomHeight()
-	size := NodeSize(h) + uint64(len(key))
-	off, err := w.alloc.Alloc(size)
+	off, _, err := w.newNode(w.randomHeight(), key, nil, false)
+	return off, err
+}
+
+// NewEntry is NewNode with the value's bytes in the node's own block, right
+// after the key (8-byte aligned): a lookup then reads the node, its key and
+// its value from one place. It returns the node's offset and the pair word
+// of the value, which the caller publishes with SetValue after Link.
+func (w *Writer) NewEntry(key, value []byte) (off, valueWord uint64, err error) {
+	return w.newNode(w.randomHeight(), key, value, true)
+}
+
+// InlineOffset is where a node of the given height and key length keeps an
+// inline value: right after the key, rounded up to 8 bytes.
+func InlineOffset(off uint64, height int, keyLen uint64) uint64 {
+	return off + NodeSize(height) + (keyLen+7)&^7
+}
+
+// BlockSize is the size of the allocation holding a node of the given
+// height, its key and, if it has one, its inline value.
+func BlockSize(height int, keyLen uint64, inlineLen uint64, inline bool) uint64 {
+	if !inline {
+		return NodeSize(height) + keyLen
+	}
+	return NodeSize(height) + (keyLen+7)&^7 + inlineLen
+}
+
+func (w *Writer) newNode(h int, key, value []byte, inline bool) (off, valueWord uint64, err error) {
+	size := BlockSize(h, uint64(len(key)), uint64(len(value)), inline)
+	off, err = w.alloc.Alloc(size)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	keyOff := off + NodeSize(h)
-	if off%8 != 0 || off+size > uint64(len(w.mem)) || keyOff+uint64(len(key)) > MaxPairOffset {
-		return 0, fmt.Errorf("skiplist: allocator returned %d+%d, outside the region", off, size)
+	if off%8 != 0 || off+size > uint64(len(w.mem)) || off+size > MaxPairOffset {
+		return 0, 0, fmt.Errorf("skiplist: allocator returned %d+%d, outside the region", off, size)
 	}
 	b := w.mem[off : off+size]
 	clear(b[:NodeSize(h)])
@@ -83,6 +110,70 @@ func (w *Writer) NewNode(key []byte) (uint64, error) {
 	n := rawNode(w.mem, off)
 	n.key = Pair(keyOff, uint64(len(key)))
 	n.height = uint32(h)
+	if inline {
+		vOff := InlineOffset(off, h, uint64(len(key)))
+		clear(w.mem[keyOff+uint64(len(key)) : vOff]) // the alignment padding
+		copy(w.mem[vOff:], value)
+		valueWord = Pair(vOff, uint64(len(value)))
+	}
+	return off, valueWord, nil
+}
+
+// Inline reports whether the value word w of the node at off names the
+// node's own inline value (rather than a value stored apart).
+func (l *List) Inline(off, w uint64) (bool, error) {
+	n, err := l.node(off)
+	if err != nil {
+		return false, err
+	}
+	vOff, _ := Unpair(w)
+	_, kLen := Unpair(n.key)
+	return w != 0 && vOff == InlineOffset(off, n.levels(), kLen), nil
+}
+
+// Replace puts a new node in the place of the linked node at old: same key,
+// same height, and the value given (inline, or the word of a value stored
+// apart when inline is false), already published in the new node before it
+// becomes reachable. The new node takes old's successors and is then linked
+// in old's place bottom-up, one atomic store per level: a reader meets
+// either node at any level, both with the same key, and old keeps its tower
+// so a reader standing on it still reaches a live successor. It returns the
+// new node's offset; old is unreachable for new readers once it returns.
+func (w *Writer) Replace(old uint64, value []byte, inline bool, word uint64) (uint64, error) {
+	on, err := w.node(old)
+	if err != nil {
+		return 0, err
+	}
+	key, err := w.Key(old)
+	if err != nil {
+		return 0, err
+	}
+	var preds [MaxHeight]uint64
+	if _, err := w.seek(key, &preds); err != nil {
+		return 0, err
+	}
+	h := on.levels()
+	off, vw, err := w.newNode(h, key, value, inline)
+	if err != nil {
+		return 0, err
+	}
+	if !inline {
+		vw = word
+	}
+	n := rawNode(w.mem, off)
+	for i := 0; i < h; i++ {
+		n.storeNext(i, on.loadNext(i))
+	}
+	n.storeValue(vw)
+	for i := 0; i < h; i++ {
+		p, err := w.node(preds[i])
+		if err != nil {
+			return 0, err
+		}
+		if p.loadNext(i) == old {
+			p.storeNext(i, off)
+		}
+	}
 	return off, nil
 }
 
@@ -196,12 +287,24 @@ func NewAppender(w *Writer) *Appender {
 // Append adds key with the given packed value word and returns the node's
 // offset.
 func (a *Appender) Append(key []byte, value uint64) (uint64, error) {
+	return a.append(key, nil, false, value)
+}
+
+// AppendEntry adds key with value inline in its node (see NewEntry).
+func (a *Appender) AppendEntry(key, value []byte) (uint64, error) {
+	return a.append(key, value, true, 0)
+}
+
+func (a *Appender) append(key, value []byte, inline bool, word uint64) (uint64, error) {
 	if a.prev != nil && bytes.Compare(key, a.prev) <= 0 {
 		return 0, fmt.Errorf("skiplist: append of %q after %q is out of order", key, a.prev)
 	}
-	off, err := a.w.NewNode(key)
+	off, vw, err := a.w.newNode(a.w.randomHeight(), key, value, inline)
 	if err != nil {
 		return 0, err
+	}
+	if !inline {
+		vw = word
 	}
 	n := rawNode(a.w.mem, off)
 	for i := 0; i < n.levels(); i++ {
@@ -209,7 +312,7 @@ func (a *Appender) Append(key []byte, value uint64) (uint64, error) {
 		p.storeNext(i, off)
 		a.last[i] = off
 	}
-	n.storeValue(value)
+	n.storeValue(vw)
 	k, _ := a.w.Key(off)
 	a.prev = k
 	return off, nil

@@ -209,7 +209,7 @@ static void build_ctl(void)
 
     memset(&ctl_image, 0, sizeof ctl_image);
     memcpy(c->magic, SHMREG_CTL_MAGIC, SHMREG_MAGIC_SIZE);
-    c->version = SHMREG_LAYOUT_VERSION;
+    c->version = SHMREG_CTL_VERSION;
     c->slot_count = CTL_SLOTS;
     c->file_size = CTL_SIZE;
 }
@@ -368,7 +368,9 @@ static int exercise(struct shmreg_region *r)
 /* ---- corrupt variants --------------------------------------------------- */
 
 static void bad_magic(struct built *b) { hdr(b)->magic[0] = 'X'; }
-static void version_2(struct built *b) { hdr(b)->version = 2; }
+static void version_3(struct built *b) { hdr(b)->version = 3; }
+static void version_1(struct built *b) { hdr(b)->version = 1; }
+static void version_0(struct built *b) { hdr(b)->version = 0; }
 static void bad_header_size(struct built *b) { hdr(b)->header_size = 512; }
 static void head_past_end(struct built *b) { hdr(b)->head = REGION_SIZE - 8; }
 static void head_too_short(struct built *b) { node(b, b->head)->height = 3; }
@@ -409,7 +411,9 @@ static const struct variant {
     int use_rc;  /* then what exercise() must return */
 } variants[] = {
     {"bad magic", bad_magic, SHMREG_EMAGIC, 0},
-    {"version 2", version_2, SHMREG_EVERSION, 0},
+    {"version 3", version_3, SHMREG_EVERSION, 0},
+    {"version 0", version_0, SHMREG_EVERSION, 0},
+    {"version 1 (reads like 2)", version_1, 0, 0},
     {"header size", bad_header_size, SHMREG_ECORRUPT, 0},
     {"head past end", head_past_end, SHMREG_ECORRUPT, 0},
     {"head too short", head_too_short, SHMREG_ECORRUPT, 0},

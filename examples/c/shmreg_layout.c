@@ -74,6 +74,7 @@ int main(void)
     OFF(slot, pid);
 
     CONST("layout_version", SHMREG_LAYOUT_VERSION);
+    CONST("ctl_version", SHMREG_CTL_VERSION);
     CONST("header_size", SHMREG_HEADER_SIZE);
     CONST("max_height", SHMREG_MAX_HEIGHT);
     CONST("pair_offset_bits", SHMREG_PAIR_OFFSET_BITS);
