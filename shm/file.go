@@ -56,6 +56,7 @@ func openMapping(path string, writable bool) (*mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: map %s: %w", path, err)
 	}
+	adviseHuge(mm)
 	m := &mapping{path: path, mem: mm, hdr: headerAt(mm)}
 	if err := m.validate(); err != nil {
 		_ = mm.Unmap()
@@ -113,6 +114,13 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 	if size < minRegionSize(indexCap) {
 		size = minRegionSize(indexCap)
 	}
+	huge, err := hugeCapable(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	if huge {
+		size = (size + hugePageSize - 1) &^ (hugePageSize - 1)
+	}
 	tmp := rebuildTemp(path, os.Getpid())
 	_ = os.Remove(tmp)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
@@ -127,21 +135,32 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 	if err := f.Chmod(perm); err != nil {
 		return fail(fileError(tmp, err))
 	}
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return fail(fmt.Errorf("%w: %s needs %d bytes: %v", ErrNoSpace, tmp, size, err))
-		}
-		if !errors.Is(err, syscall.EOPNOTSUPP) {
-			return fail(fmt.Errorf("shm: allocate %s: %w", tmp, err))
-		}
-		// A file system without fallocate: fall back to a sparse file.
+	var mm mmap.MMap
+	if huge {
+		// Fault the file in through a mapping that asked for huge pages
+		// (fallocate would back it with small ones); the kernel reports a
+		// full file system here as it would for fallocate.
 		if err := f.Truncate(size); err != nil {
 			return fail(fileError(tmp, err))
 		}
-	}
-	mm, err := mmap.Map(f, mmap.RDWR, 0)
-	if err != nil {
-		return fail(fmt.Errorf("shm: map %s: %w", tmp, err))
+		if mm, err = mmap.Map(f, mmap.RDWR, 0); err != nil {
+			return fail(fmt.Errorf("shm: map %s: %w", tmp, err))
+		}
+		populated, err := populateHuge(mm)
+		if err == nil && !populated {
+			err = allocate(f, tmp, size) // a kernel before 5.14
+		}
+		if err != nil {
+			_ = mm.Unmap()
+			return fail(fmt.Errorf("%s: %w", tmp, err))
+		}
+	} else {
+		if err := allocate(f, tmp, size); err != nil {
+			return fail(err)
+		}
+		if mm, err = mmap.Map(f, mmap.RDWR, 0); err != nil {
+			return fail(fmt.Errorf("shm: map %s: %w", tmp, err))
+		}
 	}
 	m := &mapping{path: tmp, mem: mm, hdr: headerAt(mm)}
 	h := m.hdr
@@ -171,6 +190,24 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 		return fail(err)
 	}
 	return m, nil
+}
+
+// allocate reserves size bytes for f, so that a full file system fails
+// here and not with SIGBUS at a later store.
+func allocate(f *os.File, name string, size int64) error {
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("%w: %s needs %d bytes: %v", ErrNoSpace, name, size, err)
+		}
+		if !errors.Is(err, syscall.EOPNOTSUPP) {
+			return fmt.Errorf("shm: allocate %s: %w", name, err)
+		}
+		// A file system without fallocate: fall back to a sparse file.
+		if err := f.Truncate(size); err != nil {
+			return fileError(name, err)
+		}
+	}
+	return nil
 }
 
 // publish renames a mapping made by createMapping over path: from this

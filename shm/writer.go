@@ -48,6 +48,9 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fileError(filepath.Dir(path), err)
 	}
+	if _, err := hugeCapable(filepath.Dir(path)); err != nil {
+		return nil, err // hugetlbfs
+	}
 	ctl, err := openControl(ctlPath(path), true, opts.Slots, ctlPerm(opts.Perm))
 	if err != nil {
 		return nil, err
