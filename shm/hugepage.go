@@ -161,7 +161,7 @@ func (p Pages) String() string {
 	if p.HugeMappedBytes == 0 {
 		s := fmt.Sprintf("%d KiB", p.KernelPageBytes>>10)
 		if !p.HugeCapable {
-			s += " (the directory's tmpfs has no huge= option)"
+			s += " (no transparent huge pages: the directory is not a tmpfs mounted with huge=)"
 		}
 		return s
 	}

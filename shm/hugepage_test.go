@@ -83,7 +83,7 @@ func TestNoHugePagesOnPlainTmpfs(t *testing.T) {
 	if p.HugeCapable || p.HugeMappedBytes != 0 || p.KernelPageBytes != 4096 {
 		t.Fatalf("plain tmpfs: %+v", p)
 	}
-	if !strings.Contains(p.String(), "no huge= option") {
+	if !strings.Contains(p.String(), "not a tmpfs mounted with huge=") {
 		t.Fatalf("Pages.String() = %q", p)
 	}
 }

@@ -421,3 +421,40 @@ func TestOpenIncompleteRegion(t *testing.T) {
 		}
 	}
 }
+
+// TestHashMatchesDefinition checks Hash, whose tail is read with one
+// shifted load, against the definition in docs/LAYOUT.md written out byte by
+// byte, at every length up to 40 and every tail length.
+func TestHashMatchesDefinition(t *testing.T) {
+	def := func(key []byte) uint64 {
+		const k1, k2, k3, k4 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
+		h := uint64(k1) ^ uint64(len(key))*k2
+		for len(key) > 0 {
+			var c uint64
+			for i := 0; i < 8 && i < len(key); i++ {
+				c |= uint64(key[i]) << (8 * i)
+			}
+			h = (h ^ c) * k2
+			h ^= h >> 29
+			key = key[min(8, len(key)):]
+		}
+		h ^= h >> 33
+		h *= k3
+		h ^= h >> 33
+		h *= k4
+		h ^= h >> 33
+		return h
+	}
+	buf := make([]byte, 48)
+	for i := range buf {
+		buf[i] = byte(0xA5 ^ i*37)
+	}
+	for n := 0; n <= 40; n++ {
+		for off := 0; off < 8; off++ {
+			k := buf[off : off+n]
+			if got, want := Hash(k), def(k); got != want {
+				t.Fatalf("Hash of %d bytes at offset %d = %016x, want %016x", n, off, got, want)
+			}
+		}
+	}
+}

@@ -28,11 +28,13 @@ func runStat(args []string) error {
 		return err
 	}
 	running := processRunning(st.WriterPid)
+	pages, perr := r.Pages()
 	if *asJSON {
 		return printJSON(os.Stdout, struct {
 			shm.Stat
-			WriterRunning bool `json:"writer_running"` // a process with writer_pid exists
-		}{st, running})
+			WriterRunning bool       `json:"writer_running"` // a process with writer_pid exists
+			Pages         *shm.Pages `json:"pages,omitempty"`
+		}{st, running, pagesOrNil(pages, perr)})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
@@ -47,6 +49,11 @@ func runStat(args []string) error {
 	row("live bytes", st.LiveBytes)
 	row("garbage bytes", st.GarbageBytes)
 	row("index slots", st.IndexSlots)
+	if perr != nil {
+		row("page size", "unknown: "+perr.Error())
+	} else {
+		row("page size", pages)
+	}
 	row("compactions", st.Compactions)
 	row("place", fmt.Sprintf("center %q revision %d", st.PlaceCenter, st.PlaceRevision))
 	if running || st.WriterPid == 0 {
@@ -60,6 +67,13 @@ func runStat(args []string) error {
 		row("state", "a commit is under way (or its writer died mid-commit)")
 	}
 	return tw.Flush()
+}
+
+func pagesOrNil(p shm.Pages, err error) *shm.Pages {
+	if err != nil {
+		return nil
+	}
+	return &p
 }
 
 // processRunning reports whether a process with pid exists (signal 0: EPERM
