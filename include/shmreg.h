@@ -241,7 +241,7 @@ struct shmreg_header {
     uint64_t writer_pid;     /* last writer that opened the region */
     uint64_t compactions;    /* files this region has been rebuilt through */
     uint64_t place_revision; /* center revision the agent has applied */
-    uint64_t value_alloc;    /* lowest byte used by values (they grow down from file_size) */
+    uint64_t value_alloc;    /* lowest byte of the top end (values over 4096 bytes; they grow down from file_size) */
     char place_center[64];   /* NUL-padded id of the center the agent follows */
     /* Reclamation statistics (offset 256), written by the writer. */
     uint64_t retired_bytes;  /* retired, waiting for readers to move past them */

@@ -31,18 +31,33 @@ type benchData struct {
 	order [][]byte // keys in one shared random order
 }
 
+type benchWhere struct {
+	n    int
+	base string // the directory the region's own directory is made in
+}
+
 var (
 	benchMu    sync.Mutex
-	benchCache = map[int]*benchData{}
+	benchCache = map[benchWhere]*benchData{}
 )
 
+// benchRegion is a region of n entries where regions live in production:
+// on /dev/shm (tmpfs) when the machine has it.
 func benchRegion(b *testing.B, n int) *benchData {
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	return benchRegionIn(b, n, base)
+}
+
+func benchRegionIn(b *testing.B, n int, base string) *benchData {
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	if d, ok := benchCache[n]; ok {
+	if d, ok := benchCache[benchWhere{n, base}]; ok {
 		return d
 	}
-	dir, err := os.MkdirTemp("", "shmreg-bench")
+	dir, err := os.MkdirTemp(base, "shmreg-bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,7 +88,7 @@ func benchRegion(b *testing.B, n int) *benchData {
 	for i := range d.order {
 		d.order[i] = benchKey(rng.IntN(n))
 	}
-	benchCache[n] = d
+	benchCache[benchWhere{n, base}] = d
 	return d
 }
 
@@ -212,7 +227,10 @@ func TestMain(m *testing.M) {
 // 10K, 100K and 1M random keys it adds the memory cost, the cache and TLB
 // misses. Each size runs the Go map, Session.View and Reader.View on the
 // same keys in the same order. 10M entries (about 5 GB of region) only with
-// SHMREG_BENCH_10M=1.
+// SHMREG_BENCH_10M=1. With SHMREG_BENCH_HUGE_DIR set to a tmpfs mounted with
+// huge=within_size (or advise), session-huge reads the same entries from a
+// region there, backed by transparent huge pages, beside the others; it
+// reports the share of the mapping that huge pages back (huge-%).
 func BenchmarkLookupCost(b *testing.B) {
 	sizes := []int{1, 10_000, 100_000, 1_000_000}
 	if os.Getenv("SHMREG_BENCH_10M") == "1" {
@@ -251,5 +269,26 @@ func BenchmarkLookupCost(b *testing.B) {
 				}
 			}
 		})
+		if huge := os.Getenv("SHMREG_BENCH_HUGE_DIR"); huge != "" {
+			b.Run(fmt.Sprintf("session-huge/n=%d", n), func(b *testing.B) {
+				d := benchRegionIn(b, n, huge)
+				p, err := d.r.Pages()
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := d.r.Session()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(100*float64(p.HugeMappedBytes)/float64(max(p.MappedBytes, 1)), "huge-%")
+			})
+		}
 	}
 }
