@@ -34,6 +34,7 @@ type benchData struct {
 type benchWhere struct {
 	n    int
 	base string // the directory the region's own directory is made in
+	v1   bool   // every value apart from its node, as layout version 1 placed them
 }
 
 var (
@@ -44,17 +45,21 @@ var (
 // benchRegion is a region of n entries where regions live in production:
 // on /dev/shm (tmpfs) when the machine has it.
 func benchRegion(b *testing.B, n int) *benchData {
-	base := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	return benchRegionIn(b, n, base)
+	return benchRegionIn(b, benchWhere{n: n, base: benchBase()})
 }
 
-func benchRegionIn(b *testing.B, n int, base string) *benchData {
+func benchBase() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
+}
+
+func benchRegionIn(b *testing.B, where benchWhere) *benchData {
+	n, base := where.n, where.base
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	if d, ok := benchCache[benchWhere{n, base}]; ok {
+	if d, ok := benchCache[where]; ok {
 		return d
 	}
 	dir, err := os.MkdirTemp(base, "shmreg-bench")
@@ -62,6 +67,9 @@ func benchRegionIn(b *testing.B, n int, base string) *benchData {
 		b.Fatal(err)
 	}
 	opts := Options{Dir: dir, Size: int64(n) * 512}
+	if where.v1 {
+		opts.inlineMax = -1
+	}
 	w, err := OpenWriter("bench", opts)
 	if err != nil {
 		b.Fatal(err)
@@ -88,7 +96,7 @@ func benchRegionIn(b *testing.B, n int, base string) *benchData {
 	for i := range d.order {
 		d.order[i] = benchKey(rng.IntN(n))
 	}
-	benchCache[benchWhere{n, base}] = d
+	benchCache[where] = d
 	return d
 }
 
@@ -231,6 +239,9 @@ func TestMain(m *testing.M) {
 // huge=within_size (or advise), session-huge reads the same entries from a
 // region there, backed by transparent huge pages, beside the others; it
 // reports the share of the mapping that huge pages back (huge-%).
+// session-v1 reads the same entries from a region whose values all lie
+// apart from their nodes, where layout version 1 put them: the layout
+// change's before and after in one run.
 func BenchmarkLookupCost(b *testing.B) {
 	sizes := []int{1, 10_000, 100_000, 1_000_000}
 	if os.Getenv("SHMREG_BENCH_10M") == "1" {
@@ -260,6 +271,20 @@ func BenchmarkLookupCost(b *testing.B) {
 				}
 			}
 		})
+		b.Run(fmt.Sprintf("session-v1/n=%d", n), func(b *testing.B) {
+			d := benchRegionIn(b, benchWhere{n: n, base: benchBase(), v1: true})
+			s, err := d.r.Session()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(fmt.Sprintf("reader/n=%d", n), func(b *testing.B) {
 			d := benchRegion(b, n)
 			b.ResetTimer()
@@ -271,7 +296,7 @@ func BenchmarkLookupCost(b *testing.B) {
 		})
 		if huge := os.Getenv("SHMREG_BENCH_HUGE_DIR"); huge != "" {
 			b.Run(fmt.Sprintf("session-huge/n=%d", n), func(b *testing.B) {
-				d := benchRegionIn(b, n, huge)
+				d := benchRegionIn(b, benchWhere{n: n, base: huge})
 				p, err := d.r.Pages()
 				if err != nil {
 					b.Fatal(err)
