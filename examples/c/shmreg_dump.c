@@ -5,6 +5,9 @@
  *                                      line: KEY \t HEX(VALUE) \n; each is also
  *                                      looked up by shmreg_get and by
  *                                      shmreg_get_skiplist, which must agree
+ *   shmreg_dump REGION_PATH --hex      the same with the key in hex too:
+ *                                      HEX(KEY) \t HEX(VALUE) \n, byte for byte
+ *                                      what `shmreg ls --format hex` prints
  *   shmreg_dump REGION_PATH --get KEY  HEX(VALUE) \n of one key
  *   shmreg_dump --hash STRING...       HASH \t STRING \n per argument, the hash
  *                                      as 16 lowercase hex digits
@@ -60,7 +63,7 @@ static int cross_check(const struct shmreg_region *r, const struct shmreg_iter *
     return bad;
 }
 
-static int dump(struct shmreg_region *r)
+static int dump(struct shmreg_region *r, int hex_keys)
 {
     struct shmreg_iter it;
     int rc, erc, mismatches = 0;
@@ -70,7 +73,12 @@ static int dump(struct shmreg_region *r)
         return 2;
     }
     for (rc = shmreg_iter_first(r, &it); rc == 0; rc = shmreg_iter_next(&it)) {
-        fwrite(it.key, 1, it.klen, stdout);
+        if (hex_keys) {
+            for (size_t i = 0; i < it.klen; i++)
+                printf("%02x", ((const unsigned char *)it.key)[i]);
+        } else {
+            fwrite(it.key, 1, it.klen, stdout);
+        }
         putchar('\t');
         print_hex(it.val, it.vlen);
         mismatches += cross_check(r, &it);
@@ -124,8 +132,8 @@ int main(int argc, char **argv)
             printf("%016llx\t%s\n", (unsigned long long)shmreg_hash(argv[i], strlen(argv[i])), argv[i]);
         return 0;
     }
-    if (!(argc == 2 || (argc == 4 && strcmp(argv[2], "--get") == 0))) {
-        fprintf(stderr, "usage: shmreg_dump REGION_PATH [--get KEY]\n"
+    if (!(argc == 2 || (argc == 3 && strcmp(argv[2], "--hex") == 0) || (argc == 4 && strcmp(argv[2], "--get") == 0))) {
+        fprintf(stderr, "usage: shmreg_dump REGION_PATH [--hex | --get KEY]\n"
                         "       shmreg_dump --hash STRING...\n");
         return 2;
     }
@@ -134,7 +142,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "shmreg_dump: %s: %s\n", argv[1], shmreg_strerror(rc));
         return 2;
     }
-    rc = argc == 4 ? get(&r, argv[3]) : dump(&r);
+    rc = argc == 4 ? get(&r, argv[3]) : dump(&r, argc == 3);
     shmreg_close(&r);
     if (fflush(stdout) != 0 && rc == 0) {
         perror("shmreg_dump: stdout");
