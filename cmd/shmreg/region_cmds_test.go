@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -127,6 +128,18 @@ func TestLsListsUnderPrefixInKeyOrder(t *testing.T) {
 	if r.stdout != "" {
 		t.Errorf("empty prefix printed %q", r.stdout)
 	}
+
+	// --format hex: byte-exact, what every language's reader prints.
+	r = runCLI(t, "ls", "--region", region, "--format", "hex", "cfg/")
+	r.wantExit(t, 0)
+	hexWant := hex.EncodeToString([]byte("cfg/api/port")) + "\t" + hex.EncodeToString([]byte("9000")) + "\n" +
+		hex.EncodeToString([]byte("cfg/blob")) + "\t" + "ff00fe" + "\n" +
+		hex.EncodeToString([]byte("cfg/db/url")) + "\t" + hex.EncodeToString([]byte("postgres://db")) + "\n" +
+		hex.EncodeToString([]byte("cfg/web/timeout")) + "\t" + hex.EncodeToString([]byte("300ms")) + "\n"
+	if r.stdout != hexWant {
+		t.Errorf("ls --format hex cfg/:\n%s\nwant:\n%s", r.stdout, hexWant)
+	}
+	runCLI(t, "ls", "--region", region, "--format", "yaml").wantExit(t, 2)
 
 	r = runCLI(t, "ls", "--region", filepath.Join(t.TempDir(), "absent"))
 	r.wantExit(t, 1)
