@@ -377,8 +377,14 @@ SHMREG_READER_API int shmreg_reader_wait(shmreg_reader *r, uint32_t seen, int64_
         if (use_futex) {
             ts.tv_sec = deadline < 0 ? 3600 : left / 1000000000;
             ts.tv_nsec = deadline < 0 ? 0 : left % 1000000000;
-            if (syscall(SYS_futex, seq, FUTEX_WAIT_OP, seen, &ts, NULL, 0) != 0 && errno == ENOSYS)
-                use_futex = 0;
+            if (syscall(SYS_futex, seq, FUTEX_WAIT_OP, seen, &ts, NULL, 0) != 0) {
+                if (errno == ENOSYS) {
+                    use_futex = 0;
+                } else if (errno == EINTR) { /* a signal handler ran: let the caller look */
+                    rc = -EINTR;
+                    break;
+                }
+            }
         } else {
             ts.tv_sec = 0;
             ts.tv_nsec = deadline >= 0 && left < 1000000 ? left : 1000000;

@@ -121,7 +121,9 @@ SHMREG_READER_API uint32_t shmreg_reader_notify_seq(const shmreg_reader *r);
 
 /* Waits until notify_seq differs from seen or timeout_ns passes (< 0:
  * forever). Returns 0 with *now = the new value; -ETIMEDOUT (*now = seen);
- * -ECANCELED if r is being closed. It sleeps in FUTEX_WAIT on notify_seq,
+ * -EINTR if a signal handler ran meanwhile (call again with the time left:
+ * it lets an interpreter act on Ctrl-C); -ECANCELED if r is being closed.
+ * It sleeps in FUTEX_WAIT on notify_seq,
  * counted in notify_waiters as docs/LAYOUT.md asks, so the writer's
  * FUTEX_WAKE ends it at once; where futex(2) is refused (ENOSYS) it polls
  * every millisecond instead. */

@@ -2,7 +2,8 @@
 // so that every reader is tested against bytes the Go writer produced.
 //
 //	go run ./internal/xlang fixture PATH        a fixed region, then exit
-//	go run ./internal/xlang grow PATH [-for D]  insert until the region has been rebuilt into new files
+//	go run ./internal/xlang grow PATH [-for D] [-pause D]
+//	                                            insert until the region has been rebuilt into new files
 //	go run ./internal/xlang churn PATH [-for D] overwrite keys with self-checking values
 //	go run ./internal/xlang put PATH [-after D] KEY VALUE
 //	                                            one commit to an existing (or new) region, after a pause
@@ -42,13 +43,14 @@ func main() {
 	dur := fs.Duration("for", 5*time.Second, "how long grow and churn run")
 	after := fs.Duration("after", 0, "how long put waits (with the writer open) before its commit")
 	n := fs.Int("n", 100000, "how many keys bench writes")
+	pause := fs.Duration("pause", 0, "how long grow sleeps after each commit (0: only briefly every 4096 keys)")
 	fs.Parse(os.Args[3:])
 	var err error
 	switch mode {
 	case "fixture":
 		err = fixture(path)
 	case "grow":
-		err = grow(path, *dur)
+		err = grow(path, *dur, *pause)
 	case "churn":
 		err = churn(path, *dur)
 	case "put":
@@ -150,8 +152,10 @@ func fixture(path string) error {
 
 // grow starts a small region and inserts grow/NNNNNNNN keys until the time
 // is up, so that the region is rebuilt into new (larger) files several
-// times while readers read; it ends by writing grow/done = the count.
-func grow(path string, d time.Duration) error {
+// times while readers read; it ends by writing grow/done = the count. A
+// pause after each commit of 64 keys bounds the count, for readers that
+// check every value they read and could not keep up otherwise.
+func grow(path string, d, pause time.Duration) error {
 	w, err := shm.OpenWriter(path, shm.Options{Size: 256 << 10})
 	if err != nil {
 		return err
@@ -170,7 +174,9 @@ func grow(path string, d time.Duration) error {
 		if err := w.Commit(&b); err != nil {
 			return err
 		}
-		if n%4096 == 0 {
+		if pause > 0 {
+			time.Sleep(pause)
+		} else if n%4096 == 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}
