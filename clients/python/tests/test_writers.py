@@ -142,3 +142,44 @@ def test_reader_killed_in_a_section_does_not_hold_the_writer_back(bins, shmdir):
     with shmreg.Region(path) as r:
         assert r["first"] == b"1"
         assert int(r["churn/done"]) > 0
+
+
+def test_threads_share_a_region_under_churn(bins, shmdir):
+    import threading
+
+    path = os.path.join(shmdir, "threads")
+    p = start_xlang(bins, "churn", path, "-for", "2s")
+    errors, counts = [], []
+    try:
+        r = open_when_ready(path, p)
+
+        def reader(seed):
+            rnd, n = random.Random(seed), 0
+            try:
+                while p.poll() is None:
+                    k = b"churn/%03d" % rnd.randrange(64)
+                    v = r.get(k)
+                    if v is not None:
+                        assert self_check(k, v) % 64 == int(k[6:])
+                        n += 1
+                    if n % 50 == 0:
+                        for k, v in r.items("churn/0"):
+                            self_check(k, v)
+            except Exception as e:  # reported below, with the thread's count
+                errors.append(e)
+            counts.append(n)
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        r.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert not errors, errors
+    assert len(counts) == 4 and min(counts) > 100, counts
