@@ -2,8 +2,12 @@
 // so that every reader is tested against bytes the Go writer produced.
 //
 //	go run ./internal/xlang fixture PATH        a fixed region, then exit
-//	go run ./internal/xlang grow PATH [-for D]  insert until the region has been rebuilt into new files
+//	go run ./internal/xlang grow PATH [-for D] [-pause D]
+//	                                            insert until the region has been rebuilt into new files
 //	go run ./internal/xlang churn PATH [-for D] overwrite keys with self-checking values
+//	go run ./internal/xlang put PATH [-after D] KEY VALUE
+//	                                            one commit to an existing (or new) region, after a pause
+//	go run ./internal/xlang bench PATH [-n N]   N keys k/00000000 .. with 64-byte values, for benchmarks
 //
 // What every reader's dump is compared with is `shmreg ls --format hex`: one
 // line per live entry in key order, hex(key), a tab, hex(value), a newline
@@ -31,21 +35,32 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: xlang fixture|grow|churn PATH [-for DURATION]")
+		fmt.Fprintln(os.Stderr, "usage: xlang fixture|grow|churn|put|bench PATH [-for DURATION] [-after DURATION] [-n N] [KEY VALUE]")
 		os.Exit(2)
 	}
 	mode, path := os.Args[1], os.Args[2]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	dur := fs.Duration("for", 5*time.Second, "how long grow and churn run")
+	after := fs.Duration("after", 0, "how long put waits (with the writer open) before its commit")
+	n := fs.Int("n", 100000, "how many keys bench writes")
+	pause := fs.Duration("pause", 0, "how long grow sleeps after each commit (0: only briefly every 4096 keys)")
 	fs.Parse(os.Args[3:])
 	var err error
 	switch mode {
 	case "fixture":
 		err = fixture(path)
 	case "grow":
-		err = grow(path, *dur)
+		err = grow(path, *dur, *pause)
 	case "churn":
 		err = churn(path, *dur)
+	case "put":
+		if fs.NArg() != 2 {
+			err = fmt.Errorf("put needs KEY VALUE after its flags")
+			break
+		}
+		err = put(path, *after, fs.Arg(0), fs.Arg(1))
+	case "bench":
+		err = bench(path, *n)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -137,8 +152,10 @@ func fixture(path string) error {
 
 // grow starts a small region and inserts grow/NNNNNNNN keys until the time
 // is up, so that the region is rebuilt into new (larger) files several
-// times while readers read; it ends by writing grow/done = the count.
-func grow(path string, d time.Duration) error {
+// times while readers read; it ends by writing grow/done = the count. A
+// pause after each commit of 64 keys bounds the count, for readers that
+// check every value they read and could not keep up otherwise.
+func grow(path string, d, pause time.Duration) error {
 	w, err := shm.OpenWriter(path, shm.Options{Size: 256 << 10})
 	if err != nil {
 		return err
@@ -157,7 +174,9 @@ func grow(path string, d time.Duration) error {
 		if err := w.Commit(&b); err != nil {
 			return err
 		}
-		if n%4096 == 0 {
+		if pause > 0 {
+			time.Sleep(pause)
+		} else if n%4096 == 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -182,4 +201,53 @@ func churn(path string, d time.Duration) error {
 		n++
 	}
 	return w.Put([]byte("churn/done"), []byte(strconv.FormatUint(n, 10)))
+}
+
+// put opens the region as its writer, waits, then commits one key: a
+// reader's wait for a change can start before the commit comes.
+func put(path string, after time.Duration, key, value string) error {
+	w, err := shm.OpenWriter(path, shm.Options{Size: 8 << 20})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	time.Sleep(after)
+	return w.Put([]byte(key), []byte(value))
+}
+
+// BenchValue is the 64-byte value bench stores under k/%08d: the key, a
+// colon, then filler up to 64 bytes, so a reader can check what it read.
+func BenchValue(key string) []byte {
+	v := make([]byte, 64)
+	n := copy(v, key+":")
+	for i := n; i < len(v); i++ {
+		v[i] = 'a' + byte(i%26)
+	}
+	return v
+}
+
+// bench writes n keys k/00000000 .. k/%08d with 64-byte values, in commits
+// of 4096, into a region large enough to hold them without a rebuild.
+func bench(path string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("-n %d: need at least one key", n)
+	}
+	size := int64(n)*512 + 16<<20
+	w, err := shm.OpenWriter(path, shm.Options{Size: size})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	var b shm.Batch
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("k/%08d", i)
+		b.Put([]byte(k), BenchValue(k))
+		if b.Len() == 4096 || i == n-1 {
+			if err := w.Commit(&b); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	return nil
 }
