@@ -112,7 +112,7 @@ final class ControlFile {
                 // read() may return short
             }
             int got = h.position();
-            if (got >= 8 && !Arrays.equals(Arrays.copyOf(h.array(), 8), CTL_MAGIC)) {
+            if (got > 0 && !Arrays.equals(h.array(), 0, Math.min(got, 8), CTL_MAGIC, 0, Math.min(got, 8))) {
                 throw new ShmregException(ShmregException.Reason.NOT_A_REGION, path + " is not a shmreg control file (bad magic)");
             }
             if (got < C_SLOT_COUNT) {

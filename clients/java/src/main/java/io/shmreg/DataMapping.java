@@ -70,7 +70,7 @@ final class DataMapping {
             int got = h.position();
             // A stray short file is "not shmreg" rather than "cut short"; the
             // header's fields count only once magic and version match.
-            if (got >= 8 && !Arrays.equals(Arrays.copyOf(h.array(), 8), MAGIC)) {
+            if (got > 0 && !Arrays.equals(h.array(), 0, Math.min(got, 8), MAGIC, 0, Math.min(got, 8))) {
                 throw new ShmregException(ShmregException.Reason.NOT_A_REGION, path + " is not a shmreg region (bad magic)");
             }
             if (got < H_HEADER_SIZE) {
