@@ -55,6 +55,8 @@ public final class Region implements AutoCloseable {
     private DataMapping data;
     private boolean inSection;
     private int lastSeq; // the notify_seq await() compares against
+    int reopens; // files this Region moved to after a rebuild (tests)
+    int evictions; // read sections discarded because the writer forced them (tests)
 
     private Region(Path path, ControlFile ctl, ControlFile.Slot slot, DataMapping data) {
         this.path = path;
@@ -173,6 +175,7 @@ public final class Region implements AutoCloseable {
         DataMapping old = data;
         data = fresh;
         old.unmap();
+        reopens++;
     }
 
     /** One operation inside a read section, retried after a rebuild or an eviction. */
@@ -193,6 +196,7 @@ public final class Region implements AutoCloseable {
                 throw e;
             }
             if (!end()) {
+                evictions++;
                 continue; // evicted: what it read may have been reused
             }
             if (superseded) {
