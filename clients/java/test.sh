@@ -35,7 +35,7 @@ rm -rf "$build"
 mkdir -p "$build/classes" "$build/test-classes" "$build/bin"
 
 echo "== build: the Go writer, the CLI, the C probe"
-(cd "$repo" && go build -o "$build/bin/xlang" ./internal/xlang && go build -o "$build/bin/shmreg" ./cmd/shmreg)
+(cd "$repo" && go build -o "$build/bin/xlang" ./internal/xlang && go build -o "$build/bin/shmreg" ./cmd/shmreg && go build -o "$build/bin/xlangbench" ./internal/xlangbench)
 gcc -O1 -Wall -Wextra -Werror -o "$build/bin/ofdprobe" "$here/testdata/ofdprobe.c"
 
 echo "== build: shmreg.jar"
@@ -49,7 +49,7 @@ javac -Xlint:all,-serial -Werror --release 17 -cp "$build/shmreg.jar:$junit" -d 
 echo "== test"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmreg-java-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-export SHMREG_REPO=$repo SHMREG_XLANG=$build/bin/xlang SHMREG_BIN=$build/bin/shmreg \
+export SHMREG_REPO=$repo SHMREG_XLANG=$build/bin/xlang SHMREG_XLANGBENCH=$build/bin/xlangbench SHMREG_BIN=$build/bin/shmreg \
     SHMREG_OFDPROBE=$build/bin/ofdprobe SHMREG_TESTDIR=$tmp \
     SHMREG_CLASSPATH=$build/test-classes:$build/shmreg.jar
 set +e

@@ -475,6 +475,10 @@ public final class Region implements AutoCloseable {
         return ctl;
     }
 
+    synchronized ControlFile.Slot slotForTest() {
+        return slot;
+    }
+
     @Override
     public String toString() {
         return "Region[" + path + "]";

@@ -49,6 +49,10 @@ final class Env {
         return ProcessHandle.current().info().command().orElse("java");
     }
 
+    static String xlangbench() {
+        return need("SHMREG_XLANGBENCH");
+    }
+
     static String shmreg() {
         return need("SHMREG_BIN");
     }
