@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.BiConsumer;
@@ -286,6 +287,7 @@ public final class Region implements AutoCloseable {
                 }
             }
             long bytes = 0;
+            byte[] prev = after;
             for (;;) {
                 n = m.walk(n, prefix, steps);
                 if (n == 0) {
@@ -298,6 +300,12 @@ public final class Region implements AutoCloseable {
                 }
                 byte[] key = m.bytes(m.keyPair(n));
                 byte[] val = m.bytes(v);
+                // Keys must increase: in a sane list they do, and a scan
+                // that goes on over many sections ends only because they do.
+                if (prev != null && Arrays.compareUnsigned(key, prev) <= 0) {
+                    throw m.corrupt("skiplist keys out of order at node " + n);
+                }
+                prev = key;
                 c.kv.add(key);
                 c.kv.add(val);
                 bytes += key.length + val.length;
