@@ -25,9 +25,16 @@ public final class Hash {
             h ^= h >>> 29;
         }
         if (i < len) {
-            long c = 0;
-            for (int j = 0; i + j < len; j++) {
-                c |= (key[i + j] & 0xFFL) << (8 * j);
+            long c;
+            if (len >= 8) {
+                // The last 8 bytes, shifted down past the ones already hashed:
+                // the remaining bytes, little-endian, zero-extended.
+                c = (long) LONGS.get(key, len - 8) >>> (8 * (8 - (len - i)));
+            } else {
+                c = 0;
+                for (int j = 0; i + j < len; j++) {
+                    c |= (key[i + j] & 0xFFL) << (8 * j);
+                }
             }
             h = (h ^ c) * K2;
             h ^= h >>> 29;

@@ -214,7 +214,31 @@ public final class Region implements AutoCloseable {
 
     /** A copy of key's value, or null if the key is absent. */
     public synchronized byte[] get(byte[] key) {
-        return read(m -> m.get(key));
+        // read(m -> m.get(key)), spelled out: the hot path, kept free of a
+        // lambda so that it compiles into one piece.
+        for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+            begin();
+            byte[] v;
+            boolean superseded;
+            try {
+                superseded = data.superseded();
+                v = superseded ? null : data.get(key);
+            } catch (RuntimeException | Error e) {
+                end();
+                throw e;
+            }
+            if (!end()) {
+                evictions++;
+                continue;
+            }
+            if (superseded) {
+                reopen();
+                continue;
+            }
+            return v;
+        }
+        throw new ShmregException(ShmregException.Reason.EVICTED,
+                path + ": a read was evicted or overtaken by rebuilds " + MAX_ATTEMPTS + " times in a row");
     }
 
     /** {@link #get(byte[])} of a UTF-8 key. */
