@@ -507,6 +507,10 @@ public final class Region implements AutoCloseable {
         return ctl;
     }
 
+    synchronized DataMapping dataForTest() {
+        return data;
+    }
+
     synchronized ControlFile.Slot slotForTest() {
         return slot;
     }
