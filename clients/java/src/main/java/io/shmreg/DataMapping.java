@@ -189,6 +189,15 @@ final class DataMapping {
         return getAcquire(H_GENERATION);
     }
 
+    /**
+     * A sequentially consistent load of generation: Begin's reload, which
+     * must not be ordered before its epoch store (as the C reader's
+     * seq_cst load).
+     */
+    long generationVolatile() {
+        return (long) LONGS.getVolatile(chunks[0], H_GENERATION);
+    }
+
     /** Whether a node whose whole tower lies in the file is at off. */
     boolean isNode(long off) {
         if (off < HEADER_SIZE || (off & 7) != 0 || off > size - NODE_SIZE) {

@@ -129,7 +129,7 @@ public final class Region implements AutoCloseable {
         long g = data.generation();
         for (;;) {
             ctl.storeEpochVolatile(slot.index, g);
-            long again = data.generation();
+            long again = data.generationVolatile();
             if (again == g) {
                 break;
             }
