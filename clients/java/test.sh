@@ -21,12 +21,15 @@ command -v javac >/dev/null 2>&1 && javac -version 2>&1 | grep -Eq 'javac (1[7-9
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "java/test.sh: installing ${need_apt[*]} with apt-get" >&2
     sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"; } >"$build.apt.log" 2>&1; then
-        cat "$build.apt.log" >&2
+    aptlog=$(mktemp)
+    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"; } >"$aptlog" 2>&1; then
+        cat "$aptlog" >&2
         echo "java/test.sh: apt-get install ${need_apt[*]} failed (see above); cannot build the Java reader" >&2
         exit 1
     fi
+    rm -f "$aptlog"
     [ -f "$junit" ] || { echo "java/test.sh: junit5 installed but $junit is missing" >&2; exit 1; }
+    command -v javac >/dev/null || { echo "java/test.sh: openjdk-17-jdk-headless installed but javac is not on PATH" >&2; exit 1; }
 fi
 command -v go >/dev/null || { echo "java/test.sh: go is needed (it writes the test regions)" >&2; exit 1; }
 command -v gcc >/dev/null || { echo "java/test.sh: gcc is needed (the OFD lock probe)" >&2; exit 1; }
