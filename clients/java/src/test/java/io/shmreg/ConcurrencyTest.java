@@ -130,8 +130,30 @@ class ConcurrencyTest {
         Env.awaitRegion(p);
         long gets = 0, hits = 0, scanned = 0;
         long gen0;
+        AtomicReference<Throwable> sharedFailed = new AtomicReference<>();
+        AtomicLong sharedGets = new AtomicLong();
         try (Region r = Region.open(p)) {
             gen0 = r.generation();
+            // Two more threads share r (its calls take turns) with this one.
+            Thread[] sharers = new Thread[2];
+            for (int t = 0; t < sharers.length; t++) {
+                sharers[t] = new Thread(() -> {
+                    try {
+                        ThreadLocalRandom tr = ThreadLocalRandom.current();
+                        while (w.isAlive()) {
+                            byte[] key = Env.utf8(String.format("churn/%03d", tr.nextInt(64)));
+                            byte[] v = r.get(key);
+                            if (v != null) {
+                                check(key, v);
+                            }
+                            sharedGets.incrementAndGet();
+                        }
+                    } catch (Throwable e) {
+                        sharedFailed.set(e);
+                    }
+                });
+                sharers[t].start();
+            }
             ThreadLocalRandom rnd = ThreadLocalRandom.current();
             while (w.isAlive()) {
                 for (int i = 0; i < 1000; i++) {
@@ -152,6 +174,13 @@ class ConcurrencyTest {
                 });
                 scanned += n[0];
             }
+            for (Thread t : sharers) {
+                t.join();
+            }
+            if (sharedFailed.get() != null) {
+                throw new AssertionError("a thread sharing the Region", sharedFailed.get());
+            }
+            assertTrue(sharedGets.get() > 1000, "the sharing threads made " + sharedGets.get() + " gets");
             assertEquals(0, w.exitValue(), "xlang churn failed");
             byte[] done = r.get("churn/done");
             assertNotNull(done);
