@@ -164,6 +164,11 @@ final class ControlFile {
         return channel.isOpen();
     }
 
+    /** Closes the descriptor under every Region on it, as an interrupt inside tryLock would (tests). */
+    void closeChannelForTest() throws IOException {
+        channel.close();
+    }
+
     // ---- the change notification word ----
 
     int notifySeq() {

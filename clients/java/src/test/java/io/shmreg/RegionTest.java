@@ -51,6 +51,16 @@ class RegionTest {
     }
 
     @Test
+    void dumpOfAMissingRegionFailsClearly() throws Exception {
+        Path missing = Env.dir("dumpmissing").resolve("nope");
+        Process proc = new ProcessBuilder(Env.java(), "-cp", Env.classpath(), "io.shmreg.Dump", missing.toString())
+                .redirectErrorStream(true).start();
+        String out = new String(Env.readAll(proc.getInputStream()), StandardCharsets.UTF_8);
+        assertEquals(1, proc.waitFor());
+        assertEquals("shmreg: no region at " + missing + " (no such file)\n", out);
+    }
+
+    @Test
     void scanEqualsListing() {
         try (Region r = Region.open(fixture)) {
             ByteArrayOutputStream out = new ByteArrayOutputStream();

@@ -81,6 +81,29 @@ class SlotTest {
         }
     }
 
+    /**
+     * An interrupt that reaches a thread inside FileChannel.tryLock closes
+     * the channel, and with it the JVM's locks on the file. The Regions on
+     * it notice at their next read, open the file again and claim new slots.
+     */
+    @Test
+    void aClosedControlChannelIsReopened() throws Exception {
+        Path p = Env.fixture("closedchannel");
+        long pid = ProcessHandle.current().pid();
+        try (Region r1 = Region.open(p); Region r2 = Region.open(p)) {
+            r1.controlForTest().closeChannelForTest();
+            assertEquals("free", probe("lock", p, r1.slotIndex()));
+            assertEquals("free", probe("lock", p, r2.slotIndex()));
+            assertNotNull(r1.get("a"));
+            assertNotNull(r2.get("b"));
+            assertEquals("locked pid=" + pid, probe("lock", p, r1.slotIndex()));
+            assertEquals("locked pid=" + pid, probe("lock", p, r2.slotIndex()));
+            assertNotEquals(r1.slotIndex(), r2.slotIndex());
+            assertTrue(r1.controlForTest() == r2.controlForTest(), "the two Regions no longer share one descriptor");
+        }
+        assertEquals(0, cClaim(p)); // everything was given back
+    }
+
     static final class Child {
         final Process proc;
         final BufferedReader out;
