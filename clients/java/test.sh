@@ -46,6 +46,10 @@ javac -Xlint:all -Werror --release 17 -d "$build/classes" $(find "$here/src/main
 printf 'Main-Class: io.shmreg.Dump\n' >"$build/manifest.txt"
 jar --create --file "$build/shmreg.jar" --manifest "$build/manifest.txt" -C "$build/classes" .
 
+echo "== build: the benchmark (bench.sh runs it; compiled here so that it cannot rot)"
+mkdir -p "$build/bench-classes"
+javac -Xlint:all -Werror --release 17 -cp "$build/shmreg.jar" -d "$build/bench-classes" $(find "$here/src/bench/java" -name '*.java')
+
 echo "== build: tests"
 javac -Xlint:all,-serial -Werror --release 17 -cp "$build/shmreg.jar:$junit" -d "$build/test-classes" $(find "$here/src/test/java" -name '*.java')
 
