@@ -119,9 +119,9 @@ final class ControlFile {
                 throw new ShmregException(ShmregException.Reason.TRUNCATED, "control file " + path + " is " + real + " bytes");
             }
             int version = h.getInt(C_VERSION);
-            if (version != LAYOUT_VERSION) {
+            if (version != CTL_VERSION) {
                 throw new ShmregException(ShmregException.Reason.LAYOUT_VERSION,
-                        "control file " + path + " has layout version " + Integer.toUnsignedString(version) + ", this reader reads " + LAYOUT_VERSION);
+                        "control file " + path + " has layout version " + Integer.toUnsignedString(version) + ", this reader reads " + CTL_VERSION);
             }
             // slot_count comes from a file every reader may write: believe
             // only as many slots as the file really holds.

@@ -77,9 +77,10 @@ final class DataMapping {
                 throw new ShmregException(ShmregException.Reason.TRUNCATED, path + " is " + real + " bytes, too short for a region header");
             }
             int version = h.getInt(H_VERSION);
-            if (version != LAYOUT_VERSION) {
+            if (version < OLDEST_LAYOUT_VERSION || version > LAYOUT_VERSION) {
                 throw new ShmregException(ShmregException.Reason.LAYOUT_VERSION,
-                        path + " has layout version " + Integer.toUnsignedString(version) + ", this reader reads " + LAYOUT_VERSION);
+                        path + " has layout version " + Integer.toUnsignedString(version) + ", this reader reads versions "
+                                + OLDEST_LAYOUT_VERSION + " to " + LAYOUT_VERSION);
             }
             long fileSize = h.getLong(H_FILE_SIZE);
             if (got < HEADER_SIZE || Long.compareUnsigned(real, fileSize) < 0) {

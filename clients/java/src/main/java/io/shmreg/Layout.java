@@ -10,11 +10,18 @@ public final class Layout {
     }
 
     /**
-     * The one layout version this reader accepts, in the data file's header
-     * and the control file's. Bump it here (and only here) when the writer's
-     * version changes while the reader-visible format stays as documented.
+     * The newest data-file layout version this reader accepts. Versions 1
+     * and 2 read alike (version 2 only moved small values into their node's
+     * block, and a reader follows the value word wherever it points), so
+     * this reader accepts OLDEST_LAYOUT_VERSION .. LAYOUT_VERSION.
      */
-    public static final int LAYOUT_VERSION = 1;
+    public static final int LAYOUT_VERSION = 2;
+
+    /** The oldest data-file layout version this reader accepts. */
+    public static final int OLDEST_LAYOUT_VERSION = 1;
+
+    /** The control file's own layout version (unchanged by data version 2). */
+    public static final int CTL_VERSION = 1;
 
     // ---- the data file header (bytes 0 - 4095) ----
     static final byte[] MAGIC = {'S', 'H', 'M', 'R', 'E', 'G', 'D', 0};

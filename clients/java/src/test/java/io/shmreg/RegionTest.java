@@ -3,6 +3,7 @@ package io.shmreg;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -242,6 +243,17 @@ class RegionTest {
         ShmregException e = assertThrows(ShmregException.class, () -> Region.open(v));
         assertEquals(ShmregException.Reason.LAYOUT_VERSION, e.reason());
         assertTrue(e.getMessage().contains("layout version " + (Layout.LAYOUT_VERSION + 1)), e.getMessage());
+
+        Path v0 = copyRegion(d.resolve("v0"));
+        patchInt(v0, 8, 0);
+        assertEquals(ShmregException.Reason.LAYOUT_VERSION, assertThrows(ShmregException.class, () -> Region.open(v0)).reason());
+
+        // Version 1 reads like version 2 (only where writers put values changed).
+        Path v1 = copyRegion(d.resolve("v1"));
+        patchInt(v1, 8, 1);
+        try (Region r = Region.open(v1)) {
+            assertNotNull(r.get("ab"));
+        }
 
         Path cv = copyRegion(d.resolve("cv"));
         patchInt(Paths.get(cv + ".ctl"), 8, 7);
