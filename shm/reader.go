@@ -359,21 +359,25 @@ func (r *Reader) Get(key []byte) (value []byte, err error) {
 // faults). If the key is absent View returns ErrNotFound without calling fn.
 // View allocates nothing. A goroutine that makes many lookups reads faster
 // through a Session of its own.
-func (r *Reader) View(key []byte, fn func(value []byte) error) (err error) {
+//
+// If fn panics, the panic is the caller's, and the read's slot stays out of
+// the pool: it keeps the read's epoch until the writer forces it after the
+// read lease (memory reuse waits that long once), and it is released when
+// the garbage collector finds its handle. Ending the read in a deferred
+// call instead would cost every lookup, as it did Session.View.
+func (r *Reader) View(key []byte, fn func(value []byte) error) error {
 	h, m, err := r.begin()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if eerr := r.end(h); eerr != nil {
-			err = eerr
-		}
-	}()
 	v, err := find(m, key)
-	if err != nil {
-		return err
+	if err == nil {
+		err = fn(v)
 	}
-	return fn(v)
+	if eerr := r.end(h); eerr != nil {
+		err = eerr
+	}
+	return err
 }
 
 // find looks key up in m. A corrupt region, or a file truncated under us

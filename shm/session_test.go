@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -286,4 +287,51 @@ func panicInView(t *testing.T, s *Session, key string) {
 		}
 	}()
 	s.View([]byte(key), func([]byte) error { panic("boom") })
+}
+
+// TestReaderViewCallbackPanics: Reader.View ends its read without a deferred
+// call; a callback's panic still reaches the caller unchanged, the Reader
+// keeps reading, and the slot the panicking read kept stops holding memory
+// back: the writer forces it after the lease, or the garbage collector
+// releases it with its handle, whichever comes first.
+func TestReaderViewCallbackPanics(t *testing.T) {
+	_, w, r := leasedPair(t, 100*time.Millisecond)
+	churn(t, w, 500, 1)
+	pinned := r.Generation() // the panicking read's epoch
+	func() {
+		defer func() {
+			if p := recover(); p != "boom" {
+				t.Fatalf("recovered %v, want the callback's panic", p)
+			}
+		}()
+		r.View([]byte("k00001"), func([]byte) error { panic("boom") })
+	}()
+	held := 0
+	for i := 0; i < w.ctl.slots; i++ {
+		if sl := w.ctl.slot(i); atomic.LoadUint64(&sl.owner) != 0 && atomic.LoadUint64(&sl.epoch) >= pinned {
+			held++
+		}
+	}
+	if held != 1 {
+		t.Fatalf("%d slots hold the panicking read's epoch, want 1 (the read must stay pinned, not look ended)", held)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := r.Get([]byte("k00002")); err != nil {
+			t.Fatalf("Get %d after the panic: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		churn(t, w, 500, 1)
+		st := w.Stat()
+		if st.OldestReaderEpoch > pinned {
+			t.Logf("oldest reader epoch %d past the pinned %d (forced %d)", st.OldestReaderEpoch, pinned, st.SlotsForced)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memory reuse never resumed after the panicking read: %+v", st)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
 }
