@@ -265,3 +265,122 @@ func TestInlineBlockSize(t *testing.T) {
 		}
 	}
 }
+
+// TestOverwriteNeverGoesBackAcrossPaths: a reader that sees a key's new
+// value through the list (Scan) must not see its old value through the
+// index (Get) afterwards, nor the other way round. An overwrite that
+// replaces a node switches the old node's value word to the new bytes
+// first, so both paths change at one store.
+func TestOverwriteNeverGoesBackAcrossPaths(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 16 << 20}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := Open("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const keys = 16
+	key := func(i int) []byte { return []byte(fmt.Sprintf("k/%02d", i)) }
+	val := func(n uint64) []byte { return []byte(fmt.Sprintf("%012d", n)) }
+	for i := 0; i < keys; i++ {
+		if err := w.Put(key(i), val(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	werr := make(chan error, 1)
+	go func() {
+		var n uint64
+		for {
+			select {
+			case <-stop:
+				werr <- nil
+				return
+			default:
+			}
+			n++
+			if err := w.Put(key(int(n%keys)), val(n)); err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(time.Second)
+	rounds := 0
+	for time.Now().Before(deadline) {
+		rounds++
+		seen := map[string]string{}
+		if err := r.Scan([]byte("k/"), func(k, v []byte) bool {
+			seen[string(k)] = string(v)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for k, scanned := range seen {
+			got, err := r.Get([]byte(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) < scanned {
+				close(stop)
+				<-werr
+				t.Fatalf("round %d: %s: Scan saw %s, then Get saw the older %s", rounds, k, scanned, got)
+			}
+		}
+	}
+	close(stop)
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rounds", rounds)
+}
+
+// TestReplaceSwitchesBothPathsAtOnce stops an overwrite between the list
+// taking the new node and the index taking it (the widest gap a writer
+// descheduled there leaves) and reads the key both ways: both must give
+// the new value already.
+func TestReplaceSwitchesBothPathsAtOnce(t *testing.T) {
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := Open("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := 0; i < 100; i++ {
+		if err := w.Put([]byte(fmt.Sprintf("k/%03d", i)), []byte("old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checked := 0
+	testHookReplaced = func(key []byte) {
+		checked++
+		got, err := r.Get(key)
+		if err != nil || string(got) != "new" {
+			t.Errorf("mid-overwrite: Get(%s) = %q, %v; want the new value", key, got, err)
+		}
+		r.Scan(key, func(k, v []byte) bool {
+			if string(v) != "new" {
+				t.Errorf("mid-overwrite: Scan(%s) saw %q; want the new value", k, v)
+			}
+			return false
+		})
+	}
+	defer func() { testHookReplaced = nil }()
+	for i := 0; i < 100; i++ {
+		if err := w.Put([]byte(fmt.Sprintf("k/%03d", i)), []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if checked != 100 {
+		t.Fatalf("the hook ran %d times, want 100 (every overwrite replaces its node)", checked)
+	}
+}

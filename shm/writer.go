@@ -363,6 +363,10 @@ func (w *Writer) tryPut(key, value []byte) error {
 	return nil
 }
 
+// testHookReplaced, when a test sets it, runs in update between the list
+// taking a replacing node and the index taking it.
+var testHookReplaced func(key []byte)
+
 // update gives the key whose node sits in index slot i a new value. A value
 // stored apart that stays apart is swapped in one store of the value word;
 // otherwise a new node with the value inline takes the old one's place in
@@ -397,6 +401,9 @@ func (w *Writer) update(t *table, i int, node uint64, key, value []byte, inline 
 		nn, err := w.list.Replace(node, value, inline, v)
 		if err != nil {
 			return err
+		}
+		if testHookReplaced != nil {
+			testHookReplaced(key)
 		}
 		atomic.StoreUint64(&t.slots[i], nn|Hash(key)>>40<<40)
 		w.retire(lowArea, node, skiplist.BlockSize(height, uint64(len(key)), oldLen, wasInline))

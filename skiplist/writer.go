@@ -134,11 +134,14 @@ func (l *List) Inline(off, w uint64) (bool, error) {
 // Replace puts a new node in the place of the linked node at old: same key,
 // same height, and the value given (inline, or the word of a value stored
 // apart when inline is false), already published in the new node before it
-// becomes reachable. The new node takes old's successors and is then linked
-// in old's place bottom-up, one atomic store per level: a reader meets
-// either node at any level, both with the same key, and old keeps its tower
-// so a reader standing on it still reaches a live successor. It returns the
-// new node's offset; old is unreachable for new readers once it returns.
+// becomes reachable. Then old's value word is pointed at the same bytes (the
+// one store at which every reader sees the new value), and the new node
+// takes old's successors and is linked in old's place bottom-up, one atomic
+// store per level: a reader meets either node at any level, both with the
+// same key and value, and old keeps its tower so a reader standing on it
+// still reaches a live successor. It returns the new node's offset; the
+// caller points the index at it, after which old is unreachable for new
+// readers.
 func (w *Writer) Replace(old uint64, value []byte, inline bool, word uint64) (uint64, error) {
 	on, err := w.node(old)
 	if err != nil {
@@ -165,6 +168,12 @@ func (w *Writer) Replace(old uint64, value []byte, inline bool, word uint64) (ui
 		n.storeNext(i, on.loadNext(i))
 	}
 	n.storeValue(vw)
+	// The moment the key's value changes for every reader: the old node,
+	// which the index and the list still lead to, takes the new value's
+	// word (bytes inside the new node, or stored apart), so a reader never
+	// sees the new value through one path and then the old one through the
+	// other while the new node takes the old one's places.
+	on.storeValue(vw)
 	for i := 0; i < h; i++ {
 		p, err := w.node(preds[i])
 		if err != nil {
