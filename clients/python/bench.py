@@ -162,6 +162,16 @@ def main():
                 k in region
         return run
 
+    def scan(region):
+        def run(ks):  # ks: all the keys, one per entry the walk yields
+            for _ in region.items(b"k/"):
+                pass
+        return run
+
+    def dict_items(ks):
+        for _ in values.items():
+            pass
+
     def dict_get(ks):
         g = values.get
         for k in ks:
@@ -192,6 +202,7 @@ def main():
             ("extension: bytes key in region", contains(e), keys),
             ("extension: Region.get(str key)", getter(e), skeys),
             ("extension: Region.get, one key repeated (fixed cost)", getter(e), same),
+            ("extension: items(), per entry (all keys, in 64 KiB chunks)", scan(e), all_keys),
         ]
     cases += [
         ("ctypes: Region.get(bytes key)", getter(r), keys),
@@ -201,9 +212,11 @@ def main():
         ("  of which: the ctypes call of shmreg_reader_get_copy alone", ffi_get_copy, keys),
         ("  of which: a ctypes call of a trivial C function", ffi_trivial, keys),
         ("ctypes: Region.get, one key repeated (fixed cost)", getter(r), same),
+        ("ctypes: items(), per entry (all keys, in 64 KiB chunks)", scan(r), all_keys),
         ("Python dict.get (same keys and values)", dict_get, keys),
         ("Python dict[key]", dict_item, keys),
         ("Python dict.get, one key repeated (fixed cost)", dict_get, same),
+        ("Python dict.items(), per entry", dict_items, all_keys),
         ("the bare for loop", loop_only, keys),
     ]
     for name, fn, ks in cases:
