@@ -143,3 +143,41 @@ def test_extension_leaks_no_references(fixture_region):
             except KeyError:
                 pass
         assert (sys.getrefcount(dflt), sys.getrefcount(key), sys.getrefcount(miss)) == before
+
+
+@pytest.mark.parametrize("cls", BACKENDS, ids=lambda c: c.backend)
+def test_close_while_other_threads_look_up(cls, fixture_region):
+    """close() in one thread while others look up and scan: each of them
+    ends with RegionClosed, none reads a freed handle."""
+    import threading
+    import time
+
+    for _ in range(5):
+        r = cls(fixture_region)
+        started, results = threading.Barrier(4), []
+
+        def reader(kind):
+            started.wait()
+            n = 0
+            try:
+                while True:
+                    if kind == "items":
+                        for _k, _v in r.items("tmp/", chunk_size=64):
+                            pass
+                    else:
+                        assert r.get("cfg/app/retries") is not None and "a" in r and r[b"ab"]
+                    n += 1
+            except shmreg.RegionClosed:
+                results.append(n)
+            except Exception as e:  # reported below
+                results.append(e)
+
+        threads = [threading.Thread(target=reader, args=(k,)) for k in ("get", "get", "items")]
+        for t in threads:
+            t.start()
+        started.wait()
+        time.sleep(0.05)
+        r.close()
+        for t in threads:
+            t.join(10)
+        assert len(results) == 3 and all(isinstance(n, int) for n in results), results
