@@ -1,6 +1,7 @@
-"""Per-lookup cost from Python: shmreg.Region beside a Python dict on the same
-keys, and beside Redis GET through redis-py when both redis-server and the
-redis module are on the machine, all in the same run.
+"""Per-lookup cost from Python: shmreg.Region with each of its backends (the C
+extension shmreg._fast and ctypes) beside a Python dict on the same keys, and
+beside Redis GET through redis-py when both redis-server and the redis module
+are on the machine, all in the same run.
 
     python3 clients/python/bench.py --region PATH [--lookups 100000] [--repeat 5]
 
@@ -27,6 +28,7 @@ import tempfile
 import time
 
 import shmreg
+from shmreg.region import FALLBACK_REASON, CtypesRegion, ExtensionRegion
 
 
 def per_op(fn, keys, repeat):
@@ -117,7 +119,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    r = shmreg.Region(args.region)
+    r = CtypesRegion(args.region)
+    e = ExtensionRegion(args.region) if ExtensionRegion is not None else None
     values = dict(r.items(b"k/"))  # the dict under test holds the same keys and value bytes
     n = len(values)
     if n == 0:
@@ -129,25 +132,45 @@ def main():
     same = [keys[0]] * len(keys)  # one key over and over: the fixed cost, nothing misses the cache
     for k in keys[:1000]:
         assert r[k] == values[k] and r.get(k.decode()) == values[k]
+        assert e is None or (e[k] == values[k] and e.get(k.decode()) == values[k])
 
     lib = r._lib
-    # The call exactly as Region makes it (see Region.__init__), without
-    # Region's lock, checks and copy.
+    # The call exactly as the ctypes Region makes it (see _CtypesLookups),
+    # without Region's lock, checks and copy.
     get_copy, hv, buf, cap, ref = r._fast_get, r._hv, ctypes.create_string_buffer(4096), ctypes.c_size_t(
         4096), ctypes.byref(ctypes.c_size_t())
-    h = r._h
     notify_seq = lib["shmreg_reader_notify_seq"]  # untyped too, like the lookup
     notify_seq.restype = ctypes.c_uint32
     rows = []
 
-    def region_get(ks):
-        g = r.get
-        for k in ks:
-            g(k)
+    def getter(region):
+        def run(ks):
+            g = region.get
+            for k in ks:
+                g(k)
+        return run
 
-    def region_item(ks):
-        for k in ks:
-            r[k]
+    def subscript(region):
+        def run(ks):
+            for k in ks:
+                region[k]
+        return run
+
+    def contains(region):
+        def run(ks):
+            for k in ks:
+                k in region
+        return run
+
+    def scan(region):
+        def run(ks):  # ks: all the keys, one per entry the walk yields
+            for _ in region.items(b"k/"):
+                pass
+        return run
+
+    def dict_items(ks):
+        for _ in values.items():
+            pass
 
     def dict_get(ks):
         g = values.get
@@ -171,29 +194,49 @@ def main():
         for _ in ks:
             pass
 
-    for name, fn, ks in [
-        ("shmreg Region.get(bytes key)", region_get, keys),
-        ("shmreg region[bytes key]", region_item, keys),
-        ("shmreg Region.get(str key)", region_get, skeys),
+    cases = []
+    if e is not None:
+        cases += [
+            ("extension: Region.get(bytes key)", getter(e), keys),
+            ("extension: region[bytes key]", subscript(e), keys),
+            ("extension: bytes key in region", contains(e), keys),
+            ("extension: Region.get(str key)", getter(e), skeys),
+            ("extension: Region.get, one key repeated (fixed cost)", getter(e), same),
+            ("extension: items(), per entry (all keys, in 64 KiB chunks)", scan(e), all_keys),
+        ]
+    cases += [
+        ("ctypes: Region.get(bytes key)", getter(r), keys),
+        ("ctypes: region[bytes key]", subscript(r), keys),
+        ("ctypes: bytes key in region", contains(r), keys),
+        ("ctypes: Region.get(str key)", getter(r), skeys),
         ("  of which: the ctypes call of shmreg_reader_get_copy alone", ffi_get_copy, keys),
         ("  of which: a ctypes call of a trivial C function", ffi_trivial, keys),
-        ("shmreg Region.get, one key repeated (fixed cost)", region_get, same),
+        ("ctypes: Region.get, one key repeated (fixed cost)", getter(r), same),
+        ("ctypes: items(), per entry (all keys, in 64 KiB chunks)", scan(r), all_keys),
         ("Python dict.get (same keys and values)", dict_get, keys),
         ("Python dict[key]", dict_item, keys),
         ("Python dict.get, one key repeated (fixed cost)", dict_get, same),
+        ("Python dict.items(), per entry", dict_items, all_keys),
         ("the bare for loop", loop_only, keys),
-    ]:
+    ]
+    for name, fn, ks in cases:
         med, best = per_op(fn, ks, args.repeat)
         rows.append((name, med, best))
 
     rmed, rbest, note = bench_redis(keys, values, args.redis_lookups, args.repeat)
     r.close()
+    if e is not None:
+        e.close()
 
     print("# %d keys of 64 bytes, %d random lookups per pass (seed %d), median of %d passes" % (
         n, args.lookups, args.seed, args.repeat))
     print("# python %s (%s), %s, libshmreg %s" % (platform.python_version(), sys.executable, cpu_model(),
                                                   lib.path))
     print("# cores: %d; load average %s" % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())))
+    if e is None:
+        print("# extension: not available (%s); ctypes only" % FALLBACK_REASON)
+    else:
+        print("# extension: %s" % sys.modules["shmreg._fast"].__file__)
     print("%-62s %12s %12s" % ("lookup", "wall ns", "CPU ns"))
     for name, med, best in rows:
         print("%-62s %12.0f %12.0f" % (name, med, best))

@@ -14,6 +14,11 @@ The reading is done by libshmreg.so (include/shmreg.h compiled): it takes a
 reader slot in NAME.ctl, publishes each read's epoch so that the writer
 reuses no memory a read can reach, reopens a region the writer rebuilt into
 a new file, and sleeps on the control file's futex word in wait().
+
+BACKEND is what calls it for lookups and items(): "extension" (the C
+extension module shmreg._fast, built with the package when Python.h was
+there) or "ctypes" (the fallback). SHMREG_PY_BACKEND=ctypes forces the
+fallback; =extension makes a missing extension an ImportError.
 """
 from .errors import (
     CorruptRegion,
@@ -27,11 +32,11 @@ from .errors import (
     ShmregError,
 )
 from .instance import Instance
-from .region import Region
+from .region import BACKEND, Region
 
 __all__ = [
     "Region", "Instance", "ShmregError", "NoRegion", "NotARegion", "LayoutVersionError",
-    "CorruptRegion", "NoSlots", "Evicted", "RegionClosed", "InvalidInstance", "layout_version",
+    "CorruptRegion", "NoSlots", "Evicted", "RegionClosed", "InvalidInstance", "layout_version", "BACKEND",
 ]
 __version__ = "0.1.0"
 

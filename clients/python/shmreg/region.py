@@ -1,6 +1,22 @@
-"""Region: a shmreg region opened for reading, through libshmreg.so."""
+"""Region: a shmreg region opened for reading, through libshmreg.so.
+
+Two backends make the lookups (get, [], in) and the chunks of items():
+
+  extension  shmreg._fast, a C extension module built with the package when
+             Python.h is there (Debian python3-dev): it calls libshmreg.so's
+             copying functions as C functions, without ctypes;
+  ctypes     the fallback, when the extension was not built.
+
+Both call the same libshmreg.so (the one _lib loaded) on the same handle;
+everything else (open, close, wait, generation) goes through ctypes in both.
+SHMREG_PY_BACKEND=ctypes forces the fallback, =extension fails the import
+if the extension is missing; unset (or auto), the extension if it imports.
+BACKEND says which one Region is; CtypesRegion is always there,
+ExtensionRegion when the extension is (else None).
+"""
 import ctypes
 import errno
+import importlib
 import os
 import platform
 import struct
@@ -15,6 +31,18 @@ _SCAN_CHUNK = 64 << 10   # bytes copied per read section by items()
 _WAIT_SLICE_NS = 100_000_000  # wait() sleeps in slices, so that close() never waits longer
 _LENS = struct.Struct("=II")
 
+_WANT = os.environ.get("SHMREG_PY_BACKEND", "auto") or "auto"
+if _WANT not in ("auto", "extension", "ctypes"):
+    raise ImportError("SHMREG_PY_BACKEND=%r: must be auto, extension or ctypes" % _WANT)
+try:
+    _fast = importlib.import_module(__package__ + "._fast")
+    FALLBACK_REASON = None
+except ImportError as e:  # not built (no Python.h, no compiler) or not loadable
+    if _WANT == "extension":
+        raise ImportError("SHMREG_PY_BACKEND=extension, but shmreg._fast does not import: %s" % e) from e
+    _fast = None
+    FALLBACK_REASON = "shmreg._fast does not import: %s" % e
+
 
 def _key_bytes(key, what="key"):
     if isinstance(key, str):
@@ -26,7 +54,7 @@ def _key_bytes(key, what="key"):
     raise TypeError("%s must be str or bytes, not %s" % (what, type(key).__name__))
 
 
-class Region:
+class _Region:
     """A shmreg region opened for reading: the data file at `path` and its
     `path.ctl`, with a reader slot of this process's own.
 
@@ -39,6 +67,8 @@ class Region:
     slot lock, and must not use or close the parent's.
     """
 
+    backend = None  # "extension" or "ctypes": what makes the lookups
+
     def __init__(self, path):
         self._lib = lib = _lib.lib()
         self._path = os.fspath(path)
@@ -49,24 +79,11 @@ class Region:
         if rc != 0:
             raise error_for(lib, rc, self._path)
         self._h = h.value
-        self._lock = threading.Lock()  # guards _buf, _waits, and _h against close
+        self._lock = threading.Lock()  # guards _h against close, _waits, and the ctypes lookup buffer
         self._idle = threading.Condition(self._lock)  # notified when a wait() slice ends
         self._waits = 0
-        self._buf = ctypes.create_string_buffer(_GET_BUF)
-        self._cap = _GET_BUF
-        self._vlen = ctypes.c_size_t()
-        self._vlen_ref = ctypes.byref(self._vlen)
-        # The lookup path calls shmreg_reader_get_copy without argtypes, its
-        # arguments converted once here (a third of a lookup's cost otherwise):
-        # only the key and its length change per call. The length goes as a C
-        # int, which libffi widens to the full register on x86-64 and arm64
-        # (and keys are at most 512 bytes); elsewhere it goes as a size_t.
-        self._fast_get = lib["shmreg_reader_get_copy"]
-        self._fast_get.restype = ctypes.c_int
-        self._hv = ctypes.c_void_p(self._h)
-        self._capv = ctypes.c_size_t(_GET_BUF)
-        self._int_len = platform.machine() in ("x86_64", "amd64", "aarch64", "arm64")
         self._seen = lib.shmreg_reader_notify_seq(self._h)
+        self._bind_lookups()
 
     # ---- lifetime ----
 
@@ -84,6 +101,9 @@ class Region:
         waits for). Closing twice is a no-op."""
         with self._lock:
             h, self._h = self._h, None
+            # The extension's calls hold the GIL from start to end, and so
+            # does this: none is running on h now, and none starts on it.
+            self._detach()
             while self._waits:
                 self._idle.wait()
         if h is not None:
@@ -100,6 +120,7 @@ class Region:
     def __del__(self):
         try:
             if getattr(self, "_h", None) is not None:
+                self._detach()
                 self._lib.shmreg_reader_close(self._h)
                 self._h = None
         except Exception:
@@ -114,40 +135,7 @@ class Region:
             raise RegionClosed("%s: the Region is closed" % self._path)
         return h
 
-    # ---- lookups ----
-
-    def _lookup(self, key):
-        k = _key_bytes(key)
-        with self._lock:
-            h = self._handle()
-            klen = len(k) if self._int_len else ctypes.c_size_t(len(k))
-            while True:
-                rc = self._fast_get(self._hv, k, klen, self._buf, self._capv, self._vlen_ref)
-                if rc == 0:
-                    return self._buf[:self._vlen.value]  # a bytes copy
-                if rc == ENOTFOUND:
-                    return None
-                if rc == -errno.ERANGE:  # grow to the value's size and read again
-                    self._cap = max(self._vlen.value, 2 * self._cap)
-                    self._buf = ctypes.create_string_buffer(self._cap)
-                    self._capv = ctypes.c_size_t(self._cap)
-                    continue
-                raise error_for(self._lib, rc, self._path, "get %r" % (key,))
-
-    def __getitem__(self, key):
-        """The value of key (str or bytes) as bytes; KeyError if absent."""
-        v = self._lookup(key)
-        if v is None:
-            raise KeyError(key)
-        return v
-
-    def get(self, key, default=None):
-        """The value of key (str or bytes) as bytes, or default if absent."""
-        v = self._lookup(key)
-        return default if v is None else v
-
-    def __contains__(self, key):
-        return self._lookup(key) is not None
+    # ---- lookups: get(), [] and `in` come from the backend's class ----
 
     def items(self, prefix=b"", chunk_size=_SCAN_CHUNK):
         """Yields (key, value) bytes copies of the live entries whose key
@@ -162,32 +150,15 @@ class Region:
         p = _key_bytes(prefix, "prefix")
         if chunk_size < 64:
             raise ValueError("chunk_size %d is too small" % chunk_size)
-        lib = self._lib
         cap = chunk_size
-        buf = ctypes.create_string_buffer(cap)
-        used, count = ctypes.c_size_t(), ctypes.c_size_t()
         after = None
         while True:
-            with self._lock:
-                rc = lib.shmreg_reader_scan_copy(
-                    self._handle(), p, len(p), after, len(after) if after is not None else 0,
-                    buf, cap, ctypes.byref(used), ctypes.byref(count))
+            rc, entries, used = self._scan(p, after, cap)
             if rc == -errno.ERANGE:  # one entry bigger than the buffer
-                cap = used.value
-                buf = ctypes.create_string_buffer(cap)
+                cap = used
                 continue
             if rc < 0:
-                raise error_for(lib, rc, self._path, "items(%r)" % (prefix,))
-            data = buf.raw[:used.value]
-            entries = []
-            at = 0
-            for _ in range(count.value):
-                kl, vl = _LENS.unpack_from(data, at)
-                at += 8
-                k = data[at:at + kl]
-                at += kl
-                entries.append((k, data[at:at + vl]))
-                at += vl
+                raise error_for(self._lib, rc, self._path, "items(%r)" % (prefix,))
             if entries:
                 after = entries[-1][0]
             yield from entries
@@ -274,3 +245,118 @@ class Region:
         with self._lock:
             return self._lib.shmreg_reader_reopens(self._handle())
 
+
+class _CtypesLookups:
+    """get(), [], `in` and the chunks of items() through ctypes: the
+    fallback when the extension was not built."""
+
+    backend = "ctypes"
+
+    def _bind_lookups(self):
+        lib = self._lib
+        self._buf = ctypes.create_string_buffer(_GET_BUF)
+        self._cap = _GET_BUF
+        self._vlen = ctypes.c_size_t()
+        self._vlen_ref = ctypes.byref(self._vlen)
+        # The lookup path calls shmreg_reader_get_copy without argtypes, its
+        # arguments converted once here (a third of a lookup's cost otherwise):
+        # only the key and its length change per call. The length goes as a C
+        # int, which libffi widens to the full register on x86-64 and arm64
+        # (and keys are at most 512 bytes); elsewhere it goes as a size_t.
+        self._fast_get = lib["shmreg_reader_get_copy"]
+        self._fast_get.restype = ctypes.c_int
+        self._hv = ctypes.c_void_p(self._h)
+        self._capv = ctypes.c_size_t(_GET_BUF)
+        self._int_len = platform.machine() in ("x86_64", "amd64", "aarch64", "arm64")
+
+    def _detach(self):
+        pass  # every ctypes call checks _h under the lock
+
+    def _lookup(self, key):
+        k = _key_bytes(key)
+        with self._lock:
+            self._handle()
+            klen = len(k) if self._int_len else ctypes.c_size_t(len(k))
+            while True:
+                rc = self._fast_get(self._hv, k, klen, self._buf, self._capv, self._vlen_ref)
+                if rc == 0:
+                    return self._buf[:self._vlen.value]  # a bytes copy
+                if rc == ENOTFOUND:
+                    return None
+                if rc == -errno.ERANGE:  # grow to the value's size and read again
+                    self._cap = max(self._vlen.value, 2 * self._cap)
+                    self._buf = ctypes.create_string_buffer(self._cap)
+                    self._capv = ctypes.c_size_t(self._cap)
+                    continue
+                raise error_for(self._lib, rc, self._path, "get %r" % (key,))
+
+    def __getitem__(self, key):
+        """The value of key (str or bytes) as bytes; KeyError if absent."""
+        v = self._lookup(key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def get(self, key, default=None):
+        """The value of key (str or bytes) as bytes, or default if absent."""
+        v = self._lookup(key)
+        return default if v is None else v
+
+    def __contains__(self, key):
+        return self._lookup(key) is not None
+
+    def _scan(self, prefix, after, cap):
+        """One shmreg_reader_scan_copy: (rc, [(key, value), ...] or None,
+        bytes used or needed), as _fast.Reader._scan."""
+        buf = ctypes.create_string_buffer(cap)
+        used, count = ctypes.c_size_t(), ctypes.c_size_t()
+        with self._lock:
+            rc = self._lib.shmreg_reader_scan_copy(
+                self._handle(), prefix, len(prefix), after, len(after) if after is not None else 0,
+                buf, cap, ctypes.byref(used), ctypes.byref(count))
+        if rc < 0:
+            return rc, None, used.value if rc == -errno.ERANGE else 0
+        data = buf.raw[:used.value]
+        entries = []
+        at = 0
+        for _ in range(count.value):
+            kl, vl = _LENS.unpack_from(data, at)
+            at += 8
+            k = data[at:at + kl]
+            at += kl
+            entries.append((k, data[at:at + vl]))
+            at += vl
+        return rc, entries, used.value
+
+
+class CtypesRegion(_CtypesLookups, _Region):
+    __doc__ = _Region.__doc__
+
+
+if _fast is not None:
+    def _fast_error(region, rc, what):
+        """The exception for the extension to raise: the same as the ctypes
+        path raises (rc None: the Region is closed)."""
+        if rc is None:
+            return RegionClosed("%s: the Region is closed" % region._path)
+        return error_for(region._lib, rc, region._path, what)
+
+    _fast._set_error_factory(_fast_error)
+
+    class ExtensionRegion(_fast.Reader, _Region):
+        __doc__ = _Region.__doc__
+        backend = "extension"
+
+        def _bind_lookups(self):
+            lib = self._lib
+            addr = lambda name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value  # noqa: E731
+            self._bind(self._h, addr("shmreg_reader_get_copy"), addr("shmreg_reader_scan_copy"))
+else:
+    ExtensionRegion = None
+
+if ExtensionRegion is not None and _WANT != "ctypes":
+    Region, BACKEND = ExtensionRegion, "extension"
+else:
+    Region, BACKEND = CtypesRegion, "ctypes"
+    if _WANT == "ctypes":
+        FALLBACK_REASON = "SHMREG_PY_BACKEND=ctypes"
