@@ -91,7 +91,10 @@ func TestTiedInstanceExpiresWithItsConnection(t *testing.T) {
 }
 
 func TestSelfPreservationHoldsMassExpiry(t *testing.T) {
-	c := testCenter(t, Options{Options: center.Options{Insecure: true, SelfPreservation: 0.5, SelfPreservationMin: 3, SelfPreservationMaxHold: 400 * time.Millisecond}})
+	// The hold lasts long enough (2 s) for the test to see it on a loaded
+	// machine under the race detector; 400 ms could pass before the first
+	// look.
+	c := testCenter(t, Options{Options: center.Options{Insecure: true, SelfPreservation: 0.5, SelfPreservationMin: 3, SelfPreservationMaxHold: 2 * time.Second}})
 	conn := dialT(t, c.Addr().String(), registry.DialOptions{Role: wire.RoleInstance})
 	ctx := tctx(t)
 	ttl := 150 * time.Millisecond
@@ -106,8 +109,8 @@ func TestSelfPreservationHoldsMassExpiry(t *testing.T) {
 	}
 	// All four api instances stop at once: suspect, held. The lone cron
 	// instance is below SelfPreservationMin and expires normally.
-	eventually(t, 2*time.Second, "lone instance expiry", func() bool { _, err := c.Get(lone.Key()); return err != nil })
-	eventually(t, 2*time.Second, "hold recorded", func() bool { return metric(t, c, "self_preservation_held") == 4 })
+	eventually(t, 5*time.Second, "lone instance expiry", func() bool { _, err := c.Get(lone.Key()); return err != nil })
+	eventually(t, 5*time.Second, "hold recorded", func() bool { return metric(t, c, "self_preservation_held") == 4 })
 	if n := len(c.List("svc/api/")); n != 4 {
 		t.Fatalf("%d api instances left while held, want 4", n)
 	}
@@ -115,7 +118,7 @@ func TestSelfPreservationHoldsMassExpiry(t *testing.T) {
 		t.Fatalf("holds metric %v", metric(t, c, "self_preservation_events_total"))
 	}
 	// After the maximum hold they expire anyway.
-	eventually(t, 3*time.Second, "held instances expire after max hold", func() bool { return len(c.List("svc/api/")) == 0 })
+	eventually(t, 8*time.Second, "held instances expire after max hold", func() bool { return len(c.List("svc/api/")) == 0 })
 }
 
 func TestRestartedCenterWaitsOneTTL(t *testing.T) {
