@@ -87,11 +87,11 @@ echo "- page size $(getconf PAGESIZE) bytes; transparent huge pages: enabled \`$
 	"shmem_enabled \`$(thp shmem_enabled)\`"
 echo "- $(uname -sr), $(go version | cut -d' ' -f3), $(${CC:-gcc} --version | head -1)," \
 	"LMDB $(pkg-config --modversion lmdb 2>/dev/null || echo 'not installed (no LMDB rows)')"
-echo "- $LOOKUPS lookups per path per round, median of $ROUNDS rounds (range in brackets);" \
+echo "- $LOOKUPS lookups per path per round in slices of 4096, the paths taking turns; median of $ROUNDS rounds (range in brackets);" \
 	"load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| entries | path | ns/lookup, median (range) | ÷ table, per round | LMDB ÷ this, per round |"
-echo "| ---: | --- | ---: | ---: | ---: |"
+echo "| entries | path | ns/lookup: median slice (range over rounds) | ns/lookup: mean (range) | ÷ table, per round | LMDB ÷ this, per round |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: |"
 
 cg_sizes=()
 for n in "${sizes[@]}"; do
@@ -100,7 +100,7 @@ for n in "${sizes[@]}"; do
 	lmdb=$((n * 320 + 67108864)) # measured about 290 bytes an entry, plus slack
 	table=$((n * 330 + 67108864)) # slots (2n-4n of 24 bytes) and two malloc'd copies an entry
 	if [ $((regions + lmdb)) -gt "$(shm_free)" ] || [ $((regions + lmdb + table)) -gt "$(mem_avail)" ]; then
-		echo "| $n | **skipped**: needs about $(((regions + lmdb) >> 20)) MiB of /dev/shm and $(((regions + lmdb + table) >> 20)) MiB of memory; /dev/shm has $(($(shm_free) >> 20)) MiB free, MemAvailable $(($(mem_avail) >> 20)) MiB | | | |"
+		echo "| $n | **skipped**: needs about $(((regions + lmdb) >> 20)) MiB of /dev/shm and $(((regions + lmdb + table) >> 20)) MiB of memory; /dev/shm has $(($(shm_free) >> 20)) MiB free, MemAvailable $(($(mem_avail) >> 20)) MiB | | | | |"
 		continue
 	fi
 	args=()

@@ -27,18 +27,26 @@
  *   shmreg-1024 one read section around every 1024 lookups
  *   table       the private table
  *   lmdb-renew  mdb_txn_renew, mdb_get, mdb_txn_reset per lookup
- *   lmdb-txn    one read transaction around all the lookups of a round
- * A round times every path once (-l lookups each, after one untimed pass
- * over the 65536 keys at the start), the order of the paths rotating from
- * round to round; the report is the median of the rounds, the range, and
- * per-round ratios (this ÷ table, and LMDB ÷ this: lmdb-renew for a
- * section per lookup, lmdb-txn for the batched sections).
+ *   lmdb-txn    one read transaction around 4096 lookups (a slice, below)
+ * After one untimed pass of every path over the 65536 keys, a round runs
+ * every path in turn (the order rotating from round to round), -l lookups
+ * each, timed with CLOCK_MONOTONIC in slices of 4096 lookups. A path's
+ * figure for a round is its median slice in ns/lookup (robust to the
+ * slices in which the process was descheduled on a shared machine); the
+ * mean of all its slices is reported beside it. The 65536 keys' lines
+ * (about 16 MiB) fit in a large L3 while one path runs alone, as in the Go
+ * benchmark; -i makes the paths take turns slice by slice, so that each
+ * finds the caches full of the others' lines (a colder regime). The report is the median over the
+ * rounds, the range, and per-round ratios of the median slices (this ÷
+ * table; LMDB ÷ this: lmdb-renew for a section per lookup, lmdb-txn for
+ * the batched sections).
  *
  * Options:
  *   -l LOOKUPS   lookups per path per round (default 4000000)
  *   -r ROUNDS    rounds (default 5)
  *   -d DIR       where the LMDB environment's directory is made (default
  *                /dev/shm); it is removed at a normal exit
+ *   -i           interleave the paths slice by slice (see above)
  *   -m           print only markdown table rows (no header lines)
  *   --only PATH --count N
  *                cachegrind mode: build only what PATH needs, make one pass
@@ -64,6 +72,7 @@
 
 #define NKEYS (1u << 16) /* distinct draws, cycled, as in shm/bench_test.go */
 #define BATCH 1024       /* lookups per read section on the shmreg-1024 path */
+#define SLICE 4096       /* lookups a path does before the next path's turn */
 #define MAX_REGIONS 4
 #define MAX_ROUNDS 101
 
@@ -333,12 +342,12 @@ static void shm_fail(const char *what, int rc, const struct key *k)
     exit(1);
 }
 
-static void run_shmreg(struct shmreg_region *r, const struct key *keys, uint64_t n)
+static void run_shmreg(struct shmreg_region *r, const struct key *keys, uint64_t start, uint64_t n)
 {
     uint64_t s = 0;
 
     for (uint64_t i = 0; i < n; i++) {
-        const struct key *k = &keys[i & (NKEYS - 1)];
+        const struct key *k = &keys[(start + i) & (NKEYS - 1)];
         const unsigned char *v;
         size_t vlen;
         int rc;
@@ -354,13 +363,13 @@ static void run_shmreg(struct shmreg_region *r, const struct key *keys, uint64_t
     sink += s;
 }
 
-static void run_shmreg_batch(struct shmreg_region *r, const struct key *keys, uint64_t n)
+static void run_shmreg_batch(struct shmreg_region *r, const struct key *keys, uint64_t start, uint64_t n)
 {
     uint64_t s = 0;
     int rc;
 
     for (uint64_t i = 0; i < n; i++) {
-        const struct key *k = &keys[i & (NKEYS - 1)];
+        const struct key *k = &keys[(start + i) & (NKEYS - 1)];
         const unsigned char *v;
         size_t vlen;
 
@@ -379,12 +388,12 @@ static void run_shmreg_batch(struct shmreg_region *r, const struct key *keys, ui
     sink += s;
 }
 
-static void run_table(const struct table *t, const struct key *keys, uint64_t n)
+static void run_table(const struct table *t, const struct key *keys, uint64_t start, uint64_t n)
 {
     uint64_t s = 0;
 
     for (uint64_t i = 0; i < n; i++) {
-        const struct key *k = &keys[i & (NKEYS - 1)];
+        const struct key *k = &keys[(start + i) & (NKEYS - 1)];
         const struct entry *e = table_get(t, k->s, k->len);
 
         if (e == NULL || e->vlen == 0)
@@ -395,14 +404,14 @@ static void run_table(const struct table *t, const struct key *keys, uint64_t n)
 }
 
 #ifdef HAVE_LMDB
-static void run_lmdb(struct lmdb *l, const struct key *keys, uint64_t n, int renew_each)
+static void run_lmdb(struct lmdb *l, const struct key *keys, uint64_t start, uint64_t n, int renew_each)
 {
     uint64_t s = 0;
 
     if (!renew_each)
         lmdb_check(mdb_txn_renew(l->rtxn), "mdb_txn_renew");
     for (uint64_t i = 0; i < n; i++) {
-        const struct key *k = &keys[i & (NKEYS - 1)];
+        const struct key *k = &keys[(start + i) & (NKEYS - 1)];
         MDB_val kv = {k->len, (void *)k->s}, v;
         int rc;
 
@@ -420,28 +429,32 @@ static void run_lmdb(struct lmdb *l, const struct key *keys, uint64_t n, int ren
 }
 #endif
 
-/* One timed path: which loop, on which region. */
+/* One timed path: which loop, on which region; where it is in the key
+ * list; the median slice of each round and each round's mean. */
 struct job {
     enum path path;
     int region;
     char name[80];
-    double ns[MAX_ROUNDS];
+    uint64_t cursor;
+    double *slice; /* this round's slices, ns/lookup */
+    double ns[MAX_ROUNDS], mean[MAX_ROUNDS];
 };
 
-static void run_job(struct bench *b, const struct job *j, uint64_t n)
+static void run_job(struct bench *b, struct job *j, uint64_t n)
 {
     switch (j->path) {
-    case P_SHMREG: run_shmreg(b->regions[j->region], b->keys, n); break;
-    case P_SHMREG_BATCH: run_shmreg_batch(b->regions[j->region], b->keys, n); break;
-    case P_TABLE: run_table(&b->table, b->keys, n); break;
+    case P_SHMREG: run_shmreg(b->regions[j->region], b->keys, j->cursor, n); break;
+    case P_SHMREG_BATCH: run_shmreg_batch(b->regions[j->region], b->keys, j->cursor, n); break;
+    case P_TABLE: run_table(&b->table, b->keys, j->cursor, n); break;
 #ifdef HAVE_LMDB
-    case P_LMDB_RENEW: run_lmdb(&b->lmdb, b->keys, n, 1); break;
-    case P_LMDB_TXN: run_lmdb(&b->lmdb, b->keys, n, 0); break;
+    case P_LMDB_RENEW: run_lmdb(&b->lmdb, b->keys, j->cursor, n, 1); break;
+    case P_LMDB_TXN: run_lmdb(&b->lmdb, b->keys, j->cursor, n, 0); break;
 #else
     case P_LMDB_RENEW:
     case P_LMDB_TXN: break;
 #endif
     }
+    j->cursor += n;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -458,6 +471,18 @@ static double median(const double *v, int n)
     memcpy(s, v, (size_t)n * sizeof *v);
     qsort(s, (size_t)n, sizeof *s, cmp_double);
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* The median of n values, on a sorted copy. */
+static double median_n(const double *v, uint64_t n)
+{
+    double *s = xmalloc(n * sizeof *s), m;
+
+    memcpy(s, v, n * sizeof *v);
+    qsort(s, n, sizeof *s, cmp_double);
+    m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    free(s);
+    return m;
 }
 
 static void minmax(const double *v, int n, double *lo, double *hi)
@@ -532,7 +557,7 @@ static uint64_t load(struct bench *b, int want_table, int want_lmdb, const char 
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: shmreg_bench [-l LOOKUPS] [-r ROUNDS] [-d DIR] [-m] [--only PATH --count N] "
+    fprintf(stderr, "usage: shmreg_bench [-l LOOKUPS] [-r ROUNDS] [-i] [-d DIR] [-m] [--only PATH --count N] "
                     "[LABEL=]REGION_PATH...\n");
     exit(2);
 }
@@ -557,8 +582,8 @@ int main(int argc, char **argv)
 {
     struct bench b;
     struct job jobs[3 * MAX_REGIONS + 3];
-    uint64_t lookups = 4000000, count = 0, n;
-    int rounds = 5, md = 0, njobs = 0, only = -1, have_lmdb = 0;
+    uint64_t lookups = 4000000, count = 0, n, slices;
+    int rounds = 5, md = 0, njobs = 0, only = -1, have_lmdb = 0, interleave = 0;
     const char *paths[MAX_REGIONS], *lmdb_parent = "/dev/shm";
 
     memset(&b, 0, sizeof b);
@@ -571,6 +596,8 @@ int main(int argc, char **argv)
                 usage();
         } else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc) {
             lmdb_parent = argv[++i];
+        } else if (strcmp(argv[i], "-i") == 0) {
+            interleave = 1;
         } else if (strcmp(argv[i], "-m") == 0) {
             md = 1;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
@@ -593,8 +620,9 @@ int main(int argc, char **argv)
             paths[b.nregions++] = eq ? eq + 1 : argv[i];
         }
     }
-    if (b.nregions == 0 || (only >= 0) != (count > 0))
+    if (b.nregions == 0 || (only >= 0) != (count > 0) || lookups < SLICE)
         usage();
+    lookups -= lookups % SLICE;
 
     for (int i = 0; i < b.nregions; i++) {
         int rc;
@@ -640,21 +668,57 @@ int main(int argc, char **argv)
         snprintf(j->name, sizeof j->name, "%s", path_name(j->path));
     }
 
-    for (int j = 0; j < njobs; j++) /* fault everything in, warm the caches */
-        run_job(&b, &jobs[j], NKEYS);
+    /* One round: each path in turn (the order rotating from round to
+     * round) does `lookups` lookups, timed in slices of SLICE. A round's
+     * figure for a path is its median slice (a slice in which the process
+     * was descheduled, on a shared machine, is an outlier, not the
+     * median); the mean of all its slices is kept too. With -i the paths
+     * take turns slice by slice instead, so that each finds the caches
+     * full of the others' lines. lmdb-txn holds one read transaction for
+     * each of its slices (LMDB allows a thread one at a time, and
+     * lmdb-renew's is reset between its lookups, not closed). */
+    slices = lookups / SLICE;
+    for (int k = 0; k < njobs; k++)
+        jobs[k].slice = xmalloc(slices * sizeof *jobs[k].slice);
+    for (int k = 0; k < njobs; k++) /* fault everything in, warm the caches */
+        run_job(&b, &jobs[k], NKEYS);
     for (int r = 0; r < rounds; r++) {
-        for (int k = 0; k < njobs; k++) {
-            struct job *j = &jobs[(k + r) % njobs];
-            double t0 = now_ns();
+        if (interleave) {
+            for (uint64_t sl = 0; sl < slices; sl++) {
+                for (int k = 0; k < njobs; k++) {
+                    struct job *j = &jobs[(k + sl + (uint64_t)r) % (uint64_t)njobs];
+                    double t0 = now_ns();
 
-            run_job(&b, j, lookups);
-            j->ns[r] = (now_ns() - t0) / (double)lookups;
+                    run_job(&b, j, SLICE);
+                    j->slice[sl] = (now_ns() - t0) / SLICE;
+                }
+            }
+        } else {
+            for (int k = 0; k < njobs; k++) {
+                struct job *j = &jobs[(k + r) % njobs];
+
+                for (uint64_t sl = 0; sl < slices; sl++) {
+                    double t0 = now_ns();
+
+                    run_job(&b, j, SLICE);
+                    j->slice[sl] = (now_ns() - t0) / SLICE;
+                }
+            }
+        }
+        for (int k = 0; k < njobs; k++) {
+            double sum = 0;
+
+            for (uint64_t sl = 0; sl < slices; sl++)
+                sum += jobs[k].slice[sl];
+            jobs[k].mean[r] = sum / (double)slices;
+            jobs[k].ns[r] = median_n(jobs[k].slice, slices);
         }
     }
 
     if (!md) {
-        printf("# %llu entries; %d rounds of %llu lookups per path (65536 keys cycled); sink %llu\n",
-               (unsigned long long)n, rounds, (unsigned long long)lookups, (unsigned long long)sink);
+        printf("# %llu entries; %d rounds of %llu lookups per path in slices of %d%s (65536 keys cycled); sink %llu\n",
+               (unsigned long long)n, rounds, (unsigned long long)lookups, SLICE,
+               interleave ? ", the paths taking turns slice by slice" : "", (unsigned long long)sink);
         for (int i = 0; i < b.nregions; i++)
             printf("# region%s%s: %s, layout version %u, %llu bytes, epochs published %s\n", *b.labels[i] ? " " : "",
                    b.labels[i], paths[i], b.regions[i]->hdr->version, (unsigned long long)b.regions[i]->size,
@@ -662,30 +726,34 @@ int main(int argc, char **argv)
 #ifndef HAVE_LMDB
         printf("# LMDB: not built (no lmdb.h / pkg-config lmdb when compiled): apt-get install liblmdb-dev\n");
 #endif
-        printf("| entries | path | ns/lookup, median (range) | ÷ table, per round | LMDB ÷ this, per round |\n");
-        printf("| ---: | --- | ---: | ---: | ---: |\n");
+        printf("| entries | path | ns/lookup: median slice (range over rounds) | ns/lookup: mean (range) "
+               "| ÷ table, per round | LMDB ÷ this, per round |\n");
+        printf("| ---: | --- | ---: | ---: | ---: | ---: |\n");
     }
     for (int k = 0; k < njobs; k++) {
         const struct job *j = &jobs[k];
         char tr[64] = "", lr[64] = "—";
-        double lo, hi;
+        double lo, hi, mlo, mhi;
 
         minmax(j->ns, rounds, &lo, &hi);
+        minmax(j->mean, rounds, &mlo, &mhi);
         ratio(tr, sizeof tr, j->ns, jobs[b.nregions * 2].ns, rounds);
         if (have_lmdb && j->path <= P_SHMREG_BATCH)
             ratio(lr, sizeof lr, jobs[b.nregions * 2 + (j->path == P_SHMREG ? 1 : 2)].ns, j->ns, rounds);
-        printf("| %llu | %s | %.1f (%.1f–%.1f) | %s | %s |\n", (unsigned long long)n, j->name,
-               median(j->ns, rounds), lo, hi, tr, lr);
+        printf("| %llu | %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %s | %s |\n", (unsigned long long)n, j->name,
+               median(j->ns, rounds), lo, hi, median(j->mean, rounds), mlo, mhi, tr, lr);
     }
 #ifndef HAVE_LMDB
     if (md)
-        printf("| %llu | lmdb | not built (liblmdb-dev missing) | | |\n", (unsigned long long)n);
+        printf("| %llu | lmdb | not built (liblmdb-dev missing) | | | |\n", (unsigned long long)n);
 #endif
 
     for (int i = 0; i < b.nregions; i++) {
         shmreg_close(b.regions[i]);
         free(b.regions[i]);
     }
+    for (int k = 0; k < njobs; k++)
+        free(jobs[k].slice);
     table_free(&b.table);
 #ifdef HAVE_LMDB
     lmdb_close(&b.lmdb);
