@@ -26,7 +26,8 @@
 # the last level simulated twice, as the L3 and as one core's L2.
 #
 # Environment: LOOKUPS (4000000 per path per round), ROUNDS (5),
-# CG_LOOKUPS (200000), CACHEGRIND (1), V1_COMMIT (8fa90da).
+# CG_LOOKUPS (200000), CACHEGRIND (1; 0 skips it, "only" runs nothing
+# else), V1_COMMIT (8fa90da).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +43,7 @@ sizes=()
 for a in "$@"; do
 	case $a in
 	--v1) v1=1 ;;
-	-h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*[!0-9]* | '') echo "run.sh: not a size: $a" >&2; exit 2 ;;
 	*) sizes+=("$a") ;;
 	esac
@@ -87,7 +88,8 @@ echo "- page size $(getconf PAGESIZE) bytes; transparent huge pages: enabled \`$
 	"shmem_enabled \`$(thp shmem_enabled)\`"
 echo "- $(uname -sr), $(go version | cut -d' ' -f3), $(${CC:-gcc} --version | head -1)," \
 	"LMDB $(pkg-config --modversion lmdb 2>/dev/null || echo 'not installed (no LMDB rows)')"
-echo "- $LOOKUPS lookups per path per round in slices of 4096, the paths taking turns; median of $ROUNDS rounds (range in brackets);" \
+echo "- $LOOKUPS lookups per path per round, the paths in turn, timed in slices of 4096;" \
+	"median of $ROUNDS rounds (range in brackets);" \
 	"load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| entries | path | ns/lookup: median slice (range over rounds) | ns/lookup: mean (range) | ÷ table, per round | LMDB ÷ this, per round |"
@@ -111,8 +113,8 @@ for n in "${sizes[@]}"; do
 	else
 		args=("$tmp/v2-$n")
 	fi
-	"$bench" -m -l "$LOOKUPS" -r "$ROUNDS" -d "$tmp" "${args[@]}"
-	if [ "$n" = 100000 ] && [ "$CACHEGRIND" = 1 ] && command -v valgrind >/dev/null; then
+	[ "$CACHEGRIND" = only ] || "$bench" -m -l "$LOOKUPS" -r "$ROUNDS" -d "$tmp" "${args[@]}"
+	if [ "$n" = 100000 ] && [ "$CACHEGRIND" != 0 ] && command -v valgrind >/dev/null; then
 		cg_sizes+=("$n")
 	else
 		rm -f "$tmp/v2-$n" "$tmp/v2-$n.ctl" "$tmp/v1-$n" "$tmp/v1-$n.ctl"
@@ -163,7 +165,8 @@ for n in "${cg_sizes[@]}"; do
 			for k in 1 2; do
 				valgrind --tool=cachegrind --cache-sim=yes --I1="$d1" --D1="$d1" --LL="$geom" \
 					--cachegrind-out-file="$tmp/cg.$ll.$k" \
-					"$bench" --only "$path" --count $((k * CG_LOOKUPS)) "$region" >"$tmp/cg.$ll.$k.stdout" 2>"$tmp/cg.$ll.$k.stderr"
+					"$bench" --only "$path" --count $((k * CG_LOOKUPS)) "$region" >"$tmp/cg.$ll.$k.stdout" 2>"$tmp/cg.$ll.$k.stderr" ||
+					{ echo "cachegrind failed ($path $label, LL=$ll, run $k):" >&2; tail -3 "$tmp/cg.$ll.$k.stderr" >&2; continue 3; }
 			done
 		done
 		read -r i1 m1 a1 <<<"$(cg_counts "$tmp/cg.L3.1")"
