@@ -399,15 +399,18 @@ static inline uint64_t shmreg_hash(const void *key, size_t len)
     const unsigned char *p = key;
     uint64_t h = K1 ^ ((uint64_t)len * K2);
 
-    while (len > 0) {
-        size_t n = len < 8 ? len : 8;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t c;
+        memcpy(&c, p, 8); /* one unaligned load; the region is little-endian, like this host */
+        h = (h ^ c) * K2;
+        h ^= h >> 29;
+    }
+    if (len > 0) {
         uint64_t c = 0;
-        for (size_t i = 0; i < n; i++) /* little-endian, zero-extended */
+        for (size_t i = 0; i < len; i++) /* little-endian, zero-extended */
             c |= (uint64_t)p[i] << (8 * i);
         h = (h ^ c) * K2;
         h ^= h >> 29;
-        p += n;
-        len -= n;
     }
     h ^= h >> 33;
     h *= K3;
