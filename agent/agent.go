@@ -191,6 +191,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.goFunc(func() { a.f.run(a.ctx) })
 	a.log.Info("agent started", "region", a.w.Path(), "centers", a.opts.Centers, "prefixes", a.f.prefixes)
+	if why := a.w.Stat().HugeTLBFallback; why != "" {
+		a.log.Warn("the region is not on hugetlbfs; it uses regular pages", "hugetlbfs_dir", a.opts.Shm.HugeTLBDir, "reason", why)
+	}
 	return nil
 }
 

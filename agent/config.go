@@ -35,6 +35,9 @@ type Config struct {
 	ControlUIDs []int    `json:"control_uids,omitempty" yaml:"control_uids,omitempty"`
 	Metrics     string   `json:"metrics,omitempty" yaml:"metrics,omitempty"`
 	RegionSize  int64    `json:"region_size,omitempty" yaml:"region_size,omitempty"`
+	// HugeTLBDir puts the region's data file on this hugetlbfs mount
+	// (shm.Options.HugeTLBDir).
+	HugeTLBDir string `json:"hugetlbfs_dir,omitempty" yaml:"hugetlbfs_dir,omitempty"`
 
 	TLSCA         string `json:"tls_ca,omitempty" yaml:"tls_ca,omitempty"`
 	TLSCert       string `json:"tls_cert,omitempty" yaml:"tls_cert,omitempty"`
@@ -84,6 +87,7 @@ func (c Config) Options() (Options, error) {
 		SuspectShare: c.SuspectShare,
 	}
 	o.Shm.Size = c.RegionSize
+	o.Shm.HugeTLBDir = c.HugeTLBDir
 	if c.TokenFile != "" && o.Token == "" {
 		b, err := os.ReadFile(c.TokenFile)
 		if err != nil {

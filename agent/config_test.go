@@ -64,7 +64,8 @@ func TestConfigOptions(t *testing.T) {
 		Centers: []string{"127.0.0.1:1", "127.0.0.1:2"}, Region: "r", Subscribe: []string{"svc/"},
 		TokenFile: tokenFile, Control: "/tmp/x.sock", ControlMode: "0640", ControlUIDs: []int{1000},
 		Metrics: "127.0.0.1:0", RegionSize: 1 << 20, KeepAlive: "250ms", SuspectShare: 0.4, SuspectHold: "3s",
-		TLSCA: certFile, TLSCert: certFile, TLSKey: keyFile, TLSServerName: "center.example",
+		HugeTLBDir: "/dev/hugepages",
+		TLSCA:      certFile, TLSCert: certFile, TLSKey: keyFile, TLSServerName: "center.example",
 	}
 	o, err := c.Options()
 	if err != nil {
@@ -73,7 +74,7 @@ func TestConfigOptions(t *testing.T) {
 	if o.Token != "s3cret" || o.ControlMode != 0o640 || o.KeepAlive != 250*time.Millisecond ||
 		o.SuspectHold != 3*time.Second || o.SuspectShare != 0.4 || o.Shm.Size != 1<<20 ||
 		len(o.Centers) != 2 || o.Region != "r" || len(o.Prefixes) != 1 || o.Control != "/tmp/x.sock" ||
-		len(o.ControlUIDs) != 1 || o.Metrics != "127.0.0.1:0" {
+		len(o.ControlUIDs) != 1 || o.Metrics != "127.0.0.1:0" || o.Shm.HugeTLBDir != "/dev/hugepages" {
 		t.Fatalf("options: %+v", o)
 	}
 	if o.TLS == nil || o.TLS.RootCAs == nil || len(o.TLS.Certificates) != 1 || o.TLS.ServerName != "center.example" {

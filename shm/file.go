@@ -27,6 +27,10 @@ type mapping struct {
 	hdr  *dataHeader
 	list skiplist.List
 
+	// dataPath is, for a region whose data file lives on hugetlbfs, that
+	// file; path (or its temporary name) is then a symbolic link to it.
+	dataPath string
+
 	// table is the index table last validated, reused by lookups for as
 	// long as the header points at it with the same capacity (a published
 	// table's capacity never changes; its slot slice was bounded by the
@@ -162,7 +166,21 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 			return fail(fmt.Errorf("shm: map %s: %w", tmp, err))
 		}
 	}
-	m := &mapping{path: tmp, mem: mm, hdr: headerAt(mm)}
+	m, err := initMapping(tmp, mm, size, indexCap)
+	if err != nil {
+		return fail(err)
+	}
+	return m, nil
+}
+
+// initMapping writes an empty region into mm, a fresh mapping of size
+// bytes of the file at path; on failure it unmaps mm.
+func initMapping(path string, mm mmap.MMap, size int64, indexCap uint64) (*mapping, error) {
+	m := &mapping{path: path, mem: mm, hdr: headerAt(mm)}
+	fail := func(err error) (*mapping, error) {
+		_ = mm.Unmap()
+		return nil, err
+	}
 	h := m.hdr
 	copy(h.magic[:], dataMagic)
 	h.version = LayoutVersion
@@ -175,18 +193,15 @@ func createMapping(path string, size int64, perm os.FileMode, indexCap uint64) (
 	h.valueAlloc = uint64(size)
 	h.head, _ = m.alloc(skiplist.NodeSize(skiplist.MaxHeight))
 	if err := skiplist.InitHead(mm, headerSize, h.head); err != nil {
-		_ = mm.Unmap()
 		return fail(err)
 	}
 	ix, err := m.newIndex(indexCap, m.alloc)
 	if err != nil {
-		_ = mm.Unmap()
 		return fail(err)
 	}
 	h.index = ix
 	h.generation = 1
 	if err := m.validate(); err != nil {
-		_ = mm.Unmap()
 		return fail(err)
 	}
 	return m, nil
@@ -214,7 +229,7 @@ func allocate(f *os.File, name string, size int64) error {
 // instant, opening path finds it.
 func (m *mapping) publish(path string) error {
 	if err := os.Rename(m.path, path); err != nil {
-		_ = os.Remove(m.path)
+		m.remove()
 		return fmt.Errorf("shm: publish %s: %w", path, err)
 	}
 	m.path = path
@@ -237,7 +252,7 @@ func replace(old, nm *mapping, path string) error {
 	link := supersedingPath(path)
 	_ = os.Remove(link)
 	if err := os.Link(path, link); err != nil {
-		_ = os.Remove(nm.path)
+		nm.remove()
 		return fmt.Errorf("shm: keep %s reachable while it is replaced: %w", path, err)
 	}
 	if err := nm.publish(path); err != nil {
@@ -246,7 +261,21 @@ func replace(old, nm *mapping, path string) error {
 	}
 	atomic.StoreUint64(&old.hdr.state, old.loadState()|stateSuperseded)
 	_ = os.Remove(link)
+	if old.dataPath != "" {
+		// The old file's huge pages go back to the pool once the last
+		// reader unmaps it.
+		_ = os.Remove(old.dataPath)
+	}
 	return nil
+}
+
+// remove deletes an unpublished mapping's files: its name and, on
+// hugetlbfs, the file that name links to.
+func (m *mapping) remove() {
+	_ = os.Remove(m.path)
+	if m.dataPath != "" {
+		_ = os.Remove(m.dataPath)
+	}
 }
 
 // finishReplace completes a replacement its writer did not finish, and

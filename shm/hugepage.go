@@ -28,9 +28,11 @@ import (
 //     as an error instead of a SIGBUS later. Without huge pages to give
 //     (fragmented memory, shmem_enabled=deny) the kernel falls back to 4 KiB
 //     pages: the region works the same, only slower; Pages says which.
-//   - hugetlbfs is not supported: its files cannot be written with write(2)
-//     nor mapped in pieces smaller than a huge page, which the control file
-//     needs. A data directory on hugetlbfs is refused with a clear error.
+//   - hugetlbfs (Options.HugeTLBDir, hugetlb.go): the data file lives there
+//     and the region's path is a link to it. The region's own directory
+//     cannot be a hugetlbfs mount (the control file cannot live there: it
+//     is written with write(2) and mapped in a piece smaller than a huge
+//     page), and is refused with a clear error.
 //
 // Readers ask for huge pages on their own mapping too (MADV_HUGEPAGE), so
 // that the kernel may map the file's huge pages with one TLB entry each.
@@ -38,7 +40,7 @@ import (
 const hugetlbfsMagic = 0x958458f6
 
 // ErrHugetlbfs: the region directory is a hugetlbfs mount (see above).
-var ErrHugetlbfs = errors.New("shm: hugetlbfs is not supported for regions; use a tmpfs mounted with huge=within_size (see Huge pages in docs/AGENT.md)")
+var ErrHugetlbfs = errors.New("shm: a region's directory cannot be on hugetlbfs (the control file cannot live there); set Options.HugeTLBDir (agent: hugetlbfs_dir) to put the data file there, or use a tmpfs mounted with huge=within_size (see Huge pages in docs/AGENT.md)")
 
 // hugeCapable reports whether files created in dir may get transparent huge
 // pages: dir is on a tmpfs whose huge= option is not never, and the system
@@ -158,6 +160,9 @@ type Pages struct {
 }
 
 func (p Pages) String() string {
+	if p.KernelPageBytes > 4096 {
+		return fmt.Sprintf("%d MiB (hugetlbfs)", p.KernelPageBytes>>20)
+	}
 	if p.HugeMappedBytes == 0 {
 		s := fmt.Sprintf("%d KiB", p.KernelPageBytes>>10)
 		if !p.HugeCapable {

@@ -2,8 +2,11 @@ package shm
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -103,5 +106,133 @@ func TestHugetlbfsIsRefused(t *testing.T) {
 func TestMountinfoUnescape(t *testing.T) {
 	if got := unescapeMount(`/run/a\040b`); got != "/run/a b" {
 		t.Fatalf("unescape: %q", got)
+	}
+}
+
+// hugetlbPool mounts hugetlbfs for the test and sets the system's pool of
+// 2 MiB pages to pages (restored afterwards), or skips where this process
+// may not (not root). CI runs as root.
+func hugetlbPool(t *testing.T, pages int) string {
+	t.Helper()
+	const knob = "/proc/sys/vm/nr_hugepages"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skipf("no %s: %v", knob, err)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "hugetlbfs", "none", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount hugetlbfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	if err := os.WriteFile(knob, []byte(strconv.Itoa(pages)), 0o644); err != nil {
+		t.Skipf("cannot size the huge page pool: %v", err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0o644) })
+	return dir
+}
+
+func freeHugePages(t *testing.T) int {
+	b, err := os.ReadFile("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// TestHugeTLBDir: the data file lives on hugetlbfs, the path links to it,
+// readers read it with 2 MiB pages, a rebuild moves to a new file there
+// and gives the old file's pages back, and a writer reopening the region
+// finds it again.
+func TestHugeTLBDir(t *testing.T) {
+	huge := hugetlbPool(t, 16)
+	if free := freeHugePages(t); free < 8 {
+		t.Skipf("the kernel gave the pool %d free pages, the test needs 8", free)
+	}
+	free0 := freeHugePages(t)
+	opts := Options{Dir: t.TempDir(), Size: 4 << 20, HugeTLBDir: huge}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stat(); st.HugeTLBFallback != "" {
+		t.Fatalf("fell back: %s", st.HugeTLBFallback)
+	}
+	path := opts.Resolve("r")
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the region's path is not a link: %v %v", fi, err)
+	}
+	for i := 0; i < 500; i++ {
+		if err := w.Put([]byte(fmt.Sprintf("k/%03d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used := free0 - freeHugePages(t); used != 2 {
+		t.Fatalf("a 4 MiB region took %d huge pages, want 2", used)
+	}
+	r, err := Open("r", Options{Dir: opts.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p, err := r.Pages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.KernelPageBytes != 2<<20 || !strings.Contains(p.String(), "hugetlbfs") {
+		t.Fatalf("pages: %+v %q", p, p.String())
+	}
+	// A rebuild: a new file on hugetlbfs, the old one's pages returned
+	// once the reader has moved off it and unmapped it.
+	if err := w.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get([]byte("k/007")); err != nil || string(v) != "v" {
+		t.Fatalf("Get after the rebuild: %q %v", v, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(huge, "*.data"))
+	if len(files) != 1 {
+		t.Fatalf("hugetlbfs holds %d files after a rebuild, want 1: %v", len(files), files)
+	}
+	w.Close()
+	w, err = OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if st := w.Stat(); st.Compactions != 1 || st.Entries != 500 {
+		t.Fatalf("reopened: %d rebuilds, %d entries (a reopen must not rebuild a region already there)", st.Compactions, st.Entries)
+	}
+	rep, err := Fsck("r", Options{Dir: opts.Dir})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("fsck: %v %q", err, rep.Problems)
+	}
+}
+
+// TestHugeTLBDirFallsBack: a pool too small for the file leaves the region
+// on a regular file, saying why, and readers read it as ever.
+func TestHugeTLBDirFallsBack(t *testing.T) {
+	huge := hugetlbPool(t, 1)
+	opts := Options{Dir: t.TempDir(), Size: 16 << 20, HugeTLBDir: huge}
+	w, err := OpenWriter("r", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	st := w.Stat()
+	if !strings.Contains(st.HugeTLBFallback, "too few free huge pages") {
+		t.Fatalf("no fallback reported: %+v", st)
+	}
+	if fi, err := os.Lstat(opts.Resolve("r")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the fallback region is not a regular file: %v %v", fi, err)
+	}
+	if err := w.Put([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(huge, "*")); len(files) != 0 {
+		t.Fatalf("the failed attempt left %v on hugetlbfs", files)
+	}
+	if _, err := OpenWriter("x", Options{Dir: t.TempDir(), HugeTLBDir: t.TempDir()}); !errors.Is(err, ErrNotHugetlbfs) {
+		t.Fatalf("HugeTLBDir on a directory that is not hugetlbfs: %v", err)
 	}
 }

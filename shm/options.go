@@ -43,6 +43,15 @@ type Options struct {
 	// idle reader slot (one that keeps the epoch of its last read) can hold
 	// memory reuse back. Default 2s.
 	ReadLease time.Duration
+	// HugeTLBDir, if set, is a hugetlbfs mount (for example /dev/hugepages)
+	// where the writer puts the data file, for pages of the mount's size
+	// (2 MiB) reserved up front; the region's path becomes a symbolic link
+	// to it, and the control file stays beside the path. When the pool has
+	// too few free huge pages for the file, the writer uses a regular file
+	// beside the path instead and says why in Stat.HugeTLBFallback. Readers
+	// need not set it. (A tmpfs mounted with huge=within_size, given as
+	// Dir, is the other way to huge pages: see docs/AGENT.md.)
+	HugeTLBDir string
 
 	// inlineMax overrides the largest value kept inside its node (tests:
 	// -1 places every value apart, as a version-1 writer did).

@@ -31,12 +31,13 @@ type Stat struct {
 	LockForced    uint64    `json:"lock_forced"`    // forced acquisitions of the region lock
 	LockRecovered uint64    `json:"lock_recovered"` // lock holders found dead and recovered
 
-	RetiredBytes      uint64            `json:"retired_bytes"`         // retired, waiting for readers to move on
-	ReusableBytes     uint64            `json:"reusable_bytes"`        // on the writer's free lists
-	FreeByClass       map[uint64]uint64 `json:"free_by_class"`         // reusable bytes by block size
-	OldestReaderEpoch uint64            `json:"oldest_reader_epoch"`   // at the writer's last reclamation pass
-	SupersededMapped  int               `json:"superseded_mapped"`     // old files this reader still maps
-	ReuseError        string            `json:"reuse_error,omitempty"` // (writer only) why memory is not being reused
+	RetiredBytes      uint64            `json:"retired_bytes"`              // retired, waiting for readers to move on
+	ReusableBytes     uint64            `json:"reusable_bytes"`             // on the writer's free lists
+	FreeByClass       map[uint64]uint64 `json:"free_by_class"`              // reusable bytes by block size
+	OldestReaderEpoch uint64            `json:"oldest_reader_epoch"`        // at the writer's last reclamation pass
+	SupersededMapped  int               `json:"superseded_mapped"`          // old files this reader still maps
+	ReuseError        string            `json:"reuse_error,omitempty"`      // (writer only) why memory is not being reused
+	HugeTLBFallback   string            `json:"hugetlb_fallback,omitempty"` // (writer only) why the file is not on Options.HugeTLBDir
 }
 
 func statOf(m *mapping, c *control) Stat {
@@ -97,6 +98,7 @@ func (w *Writer) Stat() Stat {
 	if err := w.rec.barrierErr; err != nil {
 		st.ReuseError = err.Error()
 	}
+	st.HugeTLBFallback = w.hugeFallback
 	return st
 }
 

@@ -36,6 +36,8 @@ type Writer struct {
 	rec    *reclaimer
 	inTx   bool
 	closed bool
+	// hugeFallback says why the current file is not on Options.HugeTLBDir.
+	hugeFallback string
 }
 
 // OpenWriter opens the region called name for writing, creating it if it
@@ -50,6 +52,15 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	}
 	if _, err := hugeCapable(filepath.Dir(path)); err != nil {
 		return nil, err // hugetlbfs
+	}
+	if d := opts.HugeTLBDir; d != "" {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(d, &fs); err != nil {
+			return nil, fmt.Errorf("shm: HugeTLBDir: %w", fileError(d, err))
+		}
+		if uint32(fs.Type) != hugetlbfsMagic {
+			return nil, fmt.Errorf("%w: HugeTLBDir %s", ErrNotHugetlbfs, d)
+		}
 	}
 	ctl, err := openControl(ctlPath(path), true, opts.Slots, ctlPerm(opts.Perm))
 	if err != nil {
@@ -73,7 +84,7 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	}
 	m, err := openMapping(path, true)
 	if errors.Is(err, ErrNoRegion) {
-		m, err = createMapping(path, opts.Size, opts.Perm, minIndexCap)
+		m, err = w.createMapping(opts.Size, minIndexCap)
 		if err == nil {
 			err = m.publish(path)
 		}
@@ -82,6 +93,7 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		ctl.close()
 		return nil, err
 	}
+	adoptHugeTLB(m, path)
 	if err := w.use(m, 0); err != nil {
 		m.unmap()
 		ctl.close()
@@ -89,10 +101,12 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	}
 	h := m.hdr
 	unreachable := atomic.LoadUint64(&h.garbageBytes)
-	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || h.version < LayoutVersion ||
+	moveToHuge := opts.HugeTLBDir != "" && m.dataPath == ""
+	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || h.version < LayoutVersion || moveToHuge ||
 		(unreachable > 1<<20 && unreachable > atomic.LoadUint64(&h.liveBytes)/2) {
 		// A version-1 region is rebuilt as version 2 (its values move
-		// beside their nodes). The last writer died mid-commit: the list is valid at level 0 (every
+		// beside their nodes); a region asked to live on hugetlbfs moves
+		// there. The last writer died mid-commit: the list is valid at level 0 (every
 		// link is one atomic store of a complete node) but counters and the
 		// index may be behind. Rebuild from the list. The same rebuild
 		// recovers memory that the last writer's free lists (which live in
@@ -488,12 +502,12 @@ func (w *Writer) compact(extra uint64) error {
 	for size < 2*estimate+extra {
 		size *= 2
 	}
-	nm, err := createMapping(w.path, int64(size), w.opts.Perm, indexCap)
+	nm, err := w.createMapping(int64(size), indexCap)
 	if err != nil {
 		return err
 	}
 	fail := func(err error) error {
-		_ = os.Remove(nm.path)
+		nm.remove()
 		_ = nm.unmap()
 		return err
 	}

@@ -65,6 +65,7 @@ func agentSettings(args []string) (cfg agent.Config, logLevel string, help bool,
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "client key (PEM)")
 	fs.StringVar(&cfg.TLSServerName, "tls-server-name", "", "server name to verify in the centers' certificates")
 	fs.Int64Var(&cfg.RegionSize, "region-size", 0, "initial region size in bytes when creating it (default 64 MiB; it grows)")
+	fs.StringVar(&cfg.HugeTLBDir, "hugetlbfs-dir", "", "a hugetlbfs mount to put the region's data file on, for 2 MiB pages (falls back to a regular file when the pool is short; see docs/AGENT.md)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if help, err = parse(fs, args); help || err != nil {
 		return cfg, "", help, err
@@ -144,6 +145,9 @@ func overrideConfig(file, flags agent.Config, fs *flag.FlagSet) agent.Config {
 	}
 	if set["region-size"] {
 		file.RegionSize = flags.RegionSize
+	}
+	if set["hugetlbfs-dir"] {
+		file.HugeTLBDir = flags.HugeTLBDir
 	}
 	if set["region"] || file.Region == "" {
 		file.Region = flags.Region

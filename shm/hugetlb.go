@@ -1,0 +1,137 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edsrzf/mmap-go"
+	"golang.org/x/sys/unix"
+)
+
+// Regions on hugetlbfs (Options.HugeTLBDir). A hugetlbfs file can only be
+// sized and mapped in whole huge pages and written through a mapping, so
+// only the data file goes there: the region's path (beside which the
+// control file stays, on tmpfs) becomes a symbolic link to it. Readers
+// follow the link like any path; replacing the region renames a new link
+// over the path, exactly as it renames a new file, and removes the old
+// hugetlbfs file once it is marked superseded (its pages return to the pool
+// when the last reader unmaps it). The pages are reserved when the file is
+// created (fallocate), so a pool with too few free huge pages is found
+// there, and the writer falls back to a regular file beside the path,
+// saying why in Stat.HugeTLBFallback.
+
+// createMapping makes a new, empty data file for w's region: on hugetlbfs
+// when the options ask for it and the pool has room, else beside the path.
+func (w *Writer) createMapping(size int64, indexCap uint64) (*mapping, error) {
+	if dir := w.opts.HugeTLBDir; dir != "" {
+		m, err := createHugeTLBMapping(w.path, dir, size, w.opts.Perm, indexCap)
+		if err == nil {
+			w.hugeFallback = ""
+			return m, nil
+		}
+		if !errors.Is(err, errHugePoolShort) {
+			return nil, err
+		}
+		w.hugeFallback = err.Error()
+	}
+	return createMapping(w.path, size, w.opts.Perm, indexCap)
+}
+
+// errHugePoolShort: the hugetlbfs pool cannot hold the file.
+var errHugePoolShort = errors.New("too few free huge pages")
+
+// ErrNotHugetlbfs: Options.HugeTLBDir is not a hugetlbfs mount.
+var ErrNotHugetlbfs = errors.New("shm: not a hugetlbfs mount")
+
+// hugeTLBPrefix is the start of the names of path's data files in a
+// hugetlbfs directory: the region's name and a hash of its full path, so
+// that regions of the same name in different directories never meet.
+func hugeTLBPrefix(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return fmt.Sprintf("%s-%08x.", filepath.Base(path), crc32.ChecksumIEEE([]byte(abs)))
+}
+
+func createHugeTLBMapping(path, dir string, size int64, perm os.FileMode, indexCap uint64) (*mapping, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil, fileError(dir, err)
+	}
+	if uint32(fs.Type) != hugetlbfsMagic {
+		return nil, fmt.Errorf("%w: %s", ErrNotHugetlbfs, dir)
+	}
+	page := max(int64(fs.Bsize), hugePageSize)
+	size = max(size, minRegionSize(indexCap))
+	size = (size + page - 1) / page * page
+	target := filepath.Join(dir, hugeTLBPrefix(path)+strconv.FormatInt(time.Now().UnixNano(), 36)+".data")
+	f, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fileError(target, err)
+	}
+	defer f.Close()
+	fail := func(err error) (*mapping, error) {
+		_ = os.Remove(target)
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(fileError(target, err))
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		// ENOSPC: the pool has fewer free pages than the file needs.
+		return fail(fmt.Errorf("%w in %s for %d MiB: %v", errHugePoolShort, dir, size>>20, err))
+	}
+	mm, err := mmap.Map(f, mmap.RDWR, 0)
+	if err != nil {
+		return fail(fmt.Errorf("%w in %s: map %d MiB: %v", errHugePoolShort, dir, size>>20, err))
+	}
+	tmp := rebuildTemp(path, os.Getpid())
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		_ = mm.Unmap()
+		return fail(fileError(tmp, err))
+	}
+	m, err := initMapping(tmp, mm, size, indexCap)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fail(err)
+	}
+	m.dataPath = target
+	return m, nil
+}
+
+// adoptHugeTLB notes, for a region whose path is a link to a hugetlbfs
+// file, that file (so that a rebuild removes it), and removes the files of
+// this region that an earlier writer left there (rebuilds it died in, old
+// files it was killed before removing). Readers still mapping one keep it.
+func adoptHugeTLB(m *mapping, path string) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return
+	}
+	dir := filepath.Dir(target)
+	var fs unix.Statfs_t
+	if unix.Statfs(dir, &fs) != nil || uint32(fs.Type) != hugetlbfsMagic {
+		return
+	}
+	m.dataPath = target
+	prefix := hugeTLBPrefix(path)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".data") && filepath.Join(dir, name) != target {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
