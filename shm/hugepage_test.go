@@ -236,3 +236,20 @@ func TestHugeTLBDirFallsBack(t *testing.T) {
 		t.Fatalf("HugeTLBDir on a directory that is not hugetlbfs: %v", err)
 	}
 }
+
+func TestHugeTLBFileNames(t *testing.T) {
+	prefix := hugeTLBPrefix("/dev/shm/shmreg/a")
+	for name, want := range map[string]bool{
+		prefix + "lx3k9a.data":                true,
+		prefix + ".data":                      false,
+		prefix + "lx3k9a.data.tmp":            false,
+		prefix + "x-0badf00d.lx3k9a.data":     false, // a region named like a prefix of ours
+		"b" + prefix[1:] + "lx3k9a.data":      false,
+		prefix + "LX3K9A.data":                false,
+		prefix[:len(prefix)-1] + "lx3k9.data": false,
+	} {
+		if got := isHugeTLBFileOf(name, prefix); got != want {
+			t.Errorf("isHugeTLBFileOf(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

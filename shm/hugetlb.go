@@ -130,8 +130,29 @@ func adoptHugeTLB(m *mapping, path string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, prefix) && strings.HasSuffix(name, ".data") && filepath.Join(dir, name) != target {
+		if isHugeTLBFileOf(name, prefix) && filepath.Join(dir, name) != target {
 			_ = os.Remove(filepath.Join(dir, name))
 		}
 	}
+}
+
+// isHugeTLBFileOf reports whether name is exactly prefix, a base-36 stamp
+// and ".data": one of the files createHugeTLBMapping names for the region
+// whose prefix it is (and not a file of a region whose name merely starts
+// the same way).
+func isHugeTLBFileOf(name, prefix string) bool {
+	stamp, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return false
+	}
+	stamp, ok = strings.CutSuffix(stamp, ".data")
+	if !ok || stamp == "" {
+		return false
+	}
+	for _, c := range stamp {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }
