@@ -260,7 +260,8 @@ struct shmreg_node {
     _Atomic uint64_t value;   /* pair; 0 = absent. Writer stores (release), readers load (acquire) */
     uint64_t key;             /* pair; never changes */
     uint32_t height;          /* 1 .. max_height */
-    uint32_t reserved;
+    uint32_t inline_size;     /* the writer's own (version 2; readers ignore it): 0 = the value lives
+                                 apart; n+1 = the node's block holds n value bytes after the key */
     _Atomic uint64_t next[];  /* [height]: next node at level i, 0 = end; release/acquire */
 };
 

@@ -261,11 +261,6 @@ func replace(old, nm *mapping, path string) error {
 	}
 	atomic.StoreUint64(&old.hdr.state, old.loadState()|stateSuperseded)
 	_ = os.Remove(link)
-	if old.dataPath != "" {
-		// The old file's huge pages go back to the pool once the last
-		// reader unmaps it.
-		_ = os.Remove(old.dataPath)
-	}
 	return nil
 }
 
@@ -285,6 +280,9 @@ func finishReplace(path string) error {
 	tmps, _ := filepath.Glob(rebuildTemp(globEscape(path), -1))
 	ctlTmps, _ := filepath.Glob(globEscape(ctlPath(path)) + ".new-*")
 	for _, t := range append(tmps, ctlTmps...) {
+		if target, err := os.Readlink(t); err == nil && isHugeTLBFileOf(filepath.Base(target), hugeTLBPrefix(path)) {
+			_ = os.Remove(target) // a rebuild onto hugetlbfs that died unpublished
+		}
 		_ = os.Remove(t)
 	}
 	link := supersedingPath(path)

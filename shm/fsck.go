@@ -91,8 +91,8 @@ func fsck(m *mapping) (rep FsckReport) {
 			add("level 0: node %d reached twice (a cycle)", off)
 			break
 		}
-		if !allocated(off, skiplist.NodeSize(1)) {
-			add("level 0: node %d between the allocation cursors %d and %d", off, alloc, valueAlloc)
+		if block, err := l.Block(off); err == nil && !allocated(off, block) {
+			add("level 0: node %d (a %d-byte block) reaches between the allocation cursors %d and %d", off, block, alloc, valueAlloc)
 		}
 		level0[off] = true
 		k, w, err := l.Entry(off)
@@ -111,6 +111,14 @@ func fsck(m *mapping) (rep FsckReport) {
 		if w != 0 {
 			if !inPool(w) {
 				add("node %d (%q): value outside the allocated pool", off, k)
+			}
+			// (Mid-commit, a node being replaced already points at its
+			// successor's bytes.)
+			if inline, _ := l.Inline(off); inline && !committing {
+				h, _ := l.Height(off)
+				if vOff, _ := skiplist.Unpair(w); vOff != skiplist.InlineOffset(off, h, uint64(len(k))) {
+					add("node %d (%q): its block holds its value, but its value word points at %d", off, k, vOff)
+				}
 			}
 			_, n := skiplist.Unpair(w)
 			live++

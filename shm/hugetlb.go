@@ -108,10 +108,9 @@ func createHugeTLBMapping(path, dir string, size int64, perm os.FileMode, indexC
 }
 
 // adoptHugeTLB notes, for a region whose path is a link to a hugetlbfs
-// file, that file (so that a rebuild removes it), and removes the files of
-// this region that an earlier writer left there (rebuilds it died in, old
-// files it was killed before removing). Readers still mapping one keep it.
-func adoptHugeTLB(m *mapping, path string) {
+// file, that file, so that a rebuild removes it, and removes the other files
+// of this region that an earlier writer left in that directory.
+func adoptHugeTLB(w *Writer, m *mapping, path string) {
 	fi, err := os.Lstat(path)
 	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		return
@@ -126,14 +125,97 @@ func adoptHugeTLB(m *mapping, path string) {
 		return
 	}
 	m.dataPath = target
-	prefix := hugeTLBPrefix(path)
+	w.cleanHugeTLB(dir, target)
+}
+
+// cleanHugeTLB removes the files of this region in the hugetlbfs dir other
+// than keep: rebuilds an earlier writer died in, old files it was killed
+// before removing. A file younger than the read lease may still be about
+// to be opened by a reader that read an older link; it is removed later.
+func (w *Writer) cleanHugeTLB(dir, keep string) {
+	prefix := hugeTLBPrefix(w.path)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		name := e.Name()
-		if isHugeTLBFileOf(name, prefix) && filepath.Join(dir, name) != target {
-			_ = os.Remove(filepath.Join(dir, name))
+		p := filepath.Join(dir, name)
+		if !isHugeTLBFileOf(name, prefix) || p == keep {
+			continue
+		}
+		since := time.Time{}
+		if info, err := e.Info(); err == nil {
+			since = info.ModTime()
+		}
+		w.removeLater(p, since)
+	}
+	w.removeDue(false)
+}
+
+// pendingRemoval is a hugetlbfs file to remove from a given time on.
+type pendingRemoval struct {
+	path string
+	at   time.Time
+}
+
+// removeLater queues path for removal a read lease after since.
+func (w *Writer) removeLater(path string, since time.Time) {
+	for _, p := range w.pending {
+		if p.path == path {
+			return
 		}
 	}
+	w.pending = append(w.pending, pendingRemoval{path: path, at: since.Add(w.opts.ReadLease)})
+}
+
+// removeDue removes the queued files whose time has come (all of them when
+// the writer closes: a reader still opening one then fails and retries on
+// the link, which names the current file).
+func (w *Writer) removeDue(all bool) {
+	now := time.Now()
+	kept := w.pending[:0]
+	for _, p := range w.pending {
+		if all || !now.Before(p.at) {
+			_ = os.Remove(p.path)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	w.pending = kept
+}
+
+// hugeTLBRoom returns "" if the hugetlbfs dir has free pages for a file of
+// size bytes, else why not.
+func hugeTLBRoom(dir string, size int64) string {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return fmt.Sprintf("%s: %v", dir, err)
+	}
+	page := max(int64(fs.Bsize), hugePageSize)
+	need := (size + page - 1) / page
+	free := int64(fs.Bfree)
+	if fs.Blocks == 0 {
+		// A mount without size= reports no blocks: the limit is the
+		// system's pool of pages of this size, less what is reserved.
+		free = hugePoolFree(page)
+	}
+	if free < need {
+		return fmt.Sprintf("%v in %s: the region needs %d pages of %d KiB, %d are free", errHugePoolShort, dir, need, page>>10, free)
+	}
+	return ""
+}
+
+// hugePoolFree is the number of free, unreserved huge pages of the given
+// size in the system's pool (0 if it cannot be read).
+func hugePoolFree(page int64) int64 {
+	dir := fmt.Sprintf("/sys/kernel/mm/hugepages/hugepages-%dkB/", page>>10)
+	read := func(name string) int64 {
+		b, err := os.ReadFile(dir + name)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	return read("free_hugepages") - read("resv_hugepages")
 }
 
 // isHugeTLBFileOf reports whether name is exactly prefix, a base-36 stamp

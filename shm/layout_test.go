@@ -53,7 +53,7 @@ func TestLayoutMatchesC(t *testing.T) {
 		"header.place_center":  uint64(unsafe.Offsetof(h.placeCenter)),
 		"header.retired_bytes": uint64(unsafe.Offsetof(h.retiredBytes)), "header.reusable_bytes": uint64(unsafe.Offsetof(h.reusableBytes)),
 		"header.oldest_epoch": uint64(unsafe.Offsetof(h.oldestEpoch)), "header.free_by_class": uint64(unsafe.Offsetof(h.freeByClass)),
-		"node.size": skiplist.NodeSize(0), "node.value": 0, "node.key": 8, "node.height": 16, "node.next": 24,
+		"node.size": skiplist.NodeSize(0), "node.value": 0, "node.key": 8, "node.height": 16, "node.inline_size": 20, "node.next": 24,
 		"index.size": uint64(unsafe.Sizeof(ix)), "index.capacity": uint64(unsafe.Offsetof(ix.capacity)),
 		"index.used": uint64(unsafe.Offsetof(ix.used)), "index.tombstones": uint64(unsafe.Offsetof(ix.tombstones)),
 		"index.slots": indexHeaderSize,

@@ -18,9 +18,14 @@ func placement(t *testing.T, w *Writer, key string) (inline bool, node uint64) {
 	if err != nil || node == 0 || word == 0 {
 		t.Fatalf("lookup %q: node %d word %x err %v", key, node, word, err)
 	}
-	inline, err = w.m.list.Inline(node, word)
+	inline, err = w.m.list.Inline(node)
 	if err != nil {
 		t.Fatal(err)
+	}
+	h, _ := w.m.list.Height(node)
+	k, _, _ := w.m.list.Entry(node)
+	if at := word&skiplist.MaxPairOffset == skiplist.InlineOffset(node, h, uint64(len(k))); inline && !at {
+		t.Fatalf("%q: the node says its value is inline, but its word points elsewhere", key)
 	}
 	return inline, node
 }

@@ -38,6 +38,8 @@ type Writer struct {
 	closed bool
 	// hugeFallback says why the current file is not on Options.HugeTLBDir.
 	hugeFallback string
+	// pending are old hugetlbfs files to remove once their time comes.
+	pending []pendingRemoval
 }
 
 // OpenWriter opens the region called name for writing, creating it if it
@@ -54,6 +56,13 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		return nil, err // hugetlbfs
 	}
 	if d := opts.HugeTLBDir; d != "" {
+		// The link the region's path becomes names it: relative, it would
+		// be read from the path's directory, not this process's.
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("shm: HugeTLBDir: %w", err)
+		}
+		opts.HugeTLBDir, d = abs, abs
 		var fs unix.Statfs_t
 		if err := unix.Statfs(d, &fs); err != nil {
 			return nil, fmt.Errorf("shm: HugeTLBDir: %w", fileError(d, err))
@@ -93,7 +102,7 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 		ctl.close()
 		return nil, err
 	}
-	adoptHugeTLB(m, path)
+	adoptHugeTLB(w, m, path)
 	if err := w.use(m, 0); err != nil {
 		m.unmap()
 		ctl.close()
@@ -101,7 +110,17 @@ func OpenWriter(name string, opts Options) (*Writer, error) {
 	}
 	h := m.hdr
 	unreachable := atomic.LoadUint64(&h.garbageBytes)
+	if opts.HugeTLBDir != "" {
+		w.cleanHugeTLB(opts.HugeTLBDir, m.dataPath)
+	}
 	moveToHuge := opts.HugeTLBDir != "" && m.dataPath == ""
+	if moveToHuge {
+		// Not a rebuild (which every reader must follow) on every start
+		// while the pool is short: only when it has room for the file.
+		if why := hugeTLBRoom(opts.HugeTLBDir, int64(m.size())); why != "" {
+			moveToHuge, w.hugeFallback = false, why
+		}
+	}
 	if m.loadState()&(stateCommitting|stateSuperseded) != 0 || h.version < LayoutVersion || moveToHuge ||
 		(unreachable > 1<<20 && unreachable > atomic.LoadUint64(&h.liveBytes)/2) {
 		// A version-1 region is rebuilt as version 2 (its values move
@@ -287,6 +306,7 @@ func (w *Writer) begin() error {
 	w.inTx = true
 	atomic.StoreUint64(&w.m.hdr.state, w.m.loadState()|stateCommitting)
 	w.maybeReclaim()
+	w.removeDue(false)
 	return nil
 }
 
@@ -357,8 +377,8 @@ func (w *Writer) tryPut(key, value []byte) error {
 		// linking and indexing it (OpenWriter rebuilds such a region, so
 		// this is a second line of defence). Put ours in its place; its
 		// block stays garbage until the next rebuild.
-		if height, herr := m.list.Height(off); herr == nil {
-			w.retire(lowArea, off, skiplist.BlockSize(height, uint64(len(key)), uint64(len(value)), inline))
+		if block, berr := m.list.Block(off); berr == nil {
+			w.retire(lowArea, off, block)
 		}
 		if off, err = w.list.Replace(existing, value, inline, v); err != nil {
 			return err
@@ -392,11 +412,11 @@ func (w *Writer) update(t *table, i int, node uint64, key, value []byte, inline 
 	if err != nil {
 		return err
 	}
-	wasInline, err := m.list.Inline(node, old)
+	wasInline, err := m.list.Inline(node)
 	if err != nil {
 		return err
 	}
-	height, err := m.list.Height(node)
+	block, err := m.list.Block(node)
 	if err != nil {
 		return err
 	}
@@ -420,7 +440,7 @@ func (w *Writer) update(t *table, i int, node uint64, key, value []byte, inline 
 			testHookReplaced(key)
 		}
 		atomic.StoreUint64(&t.slots[i], nn|Hash(key)>>40<<40)
-		w.retire(lowArea, node, skiplist.BlockSize(height, uint64(len(key)), oldLen, wasInline))
+		w.retire(lowArea, node, block)
 	}
 	if !wasInline && old != 0 {
 		w.retire(highArea, oldOff, oldLen)
@@ -444,7 +464,11 @@ func (w *Writer) delete(key []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	inline, err := m.list.Inline(node, old)
+	inline, err := m.list.Inline(node)
+	if err != nil {
+		return false, err
+	}
+	block, err := m.list.Block(node)
 	if err != nil {
 		return false, err
 	}
@@ -461,9 +485,7 @@ func (w *Writer) delete(key []byte) (bool, error) {
 	if !inline && old != 0 {
 		w.retire(highArea, oldOff, oldLen)
 	}
-	if height, err := m.list.Height(node); err == nil {
-		w.retire(lowArea, node, skiplist.BlockSize(height, uint64(len(key)), oldLen, inline))
-	}
+	w.retire(lowArea, node, block)
 	return true, nil
 }
 
@@ -554,6 +576,12 @@ func (w *Writer) compact(extra uint64) error {
 		_ = nm.unmap()
 		return err
 	}
+	if old.dataPath != "" {
+		// The old hugetlbfs file goes once no reader can be between
+		// reading the old link and opening its target (its pages return
+		// to the pool when the last reader unmaps it).
+		w.removeLater(old.dataPath, time.Now())
+	}
 	if err := w.use(nm, atomic.LoadUint64(&nm.hdr.generation)); err != nil {
 		return err
 	}
@@ -573,6 +601,7 @@ func (w *Writer) Close() error {
 }
 
 func (w *Writer) closeFiles() error {
+	w.removeDue(true)
 	err := w.m.unmap()
 	if cerr := w.ctl.close(); err == nil {
 		err = cerr

@@ -25,7 +25,12 @@ type node struct {
 	value  uint64 // pair-second: packed value offset/length; 0 = absent. Writer stores, readers load, both atomic.
 	key    uint64 // pair-first: packed key offset/length; written before the node is linked, never changed.
 	height uint32 // 1..MaxHeight; written before the node is linked, never changed.
-	_      uint32
+	// inline is the writer's own record of the node's block (layout
+	// version 2; readers ignore it): 0 = the block is node and key only
+	// (the value, if any, lives apart); n+1 = the block also holds n value
+	// bytes after the key, 8-byte aligned. Written before the node is
+	// linked, never changed.
+	inline uint32
 	next   [MaxHeight]uint64 // offsets of successors; atomic.
 }
 

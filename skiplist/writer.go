@@ -111,6 +111,7 @@ func (w *Writer) newNode(h int, key, value []byte, inline bool) (off, valueWord 
 	n.key = Pair(keyOff, uint64(len(key)))
 	n.height = uint32(h)
 	if inline {
+		n.inline = uint32(len(value)) + 1
 		vOff := InlineOffset(off, h, uint64(len(key)))
 		clear(w.mem[keyOff+uint64(len(key)) : vOff]) // the alignment padding
 		copy(w.mem[vOff:], value)
@@ -119,16 +120,30 @@ func (w *Writer) newNode(h int, key, value []byte, inline bool) (off, valueWord 
 	return off, valueWord, nil
 }
 
-// Inline reports whether the value word w of the node at off names the
-// node's own inline value (rather than a value stored apart).
-func (l *List) Inline(off, w uint64) (bool, error) {
+// Inline reports whether the node at off was written with its value
+// inside its block (NewEntry, AppendEntry, Replace with inline), from the
+// node's own record: where a value word points proves nothing, since a
+// value stored apart can start right where an inline one would.
+func (l *List) Inline(off uint64) (bool, error) {
 	n, err := l.node(off)
 	if err != nil {
 		return false, err
 	}
-	vOff, _ := Unpair(w)
+	return n.inline != 0, nil
+}
+
+// Block returns the size of the allocation holding the node at off: node,
+// key and, when it has one, its inline value.
+func (l *List) Block(off uint64) (uint64, error) {
+	n, err := l.node(off)
+	if err != nil {
+		return 0, err
+	}
 	_, kLen := Unpair(n.key)
-	return w != 0 && vOff == InlineOffset(off, n.levels(), kLen), nil
+	if n.inline == 0 {
+		return BlockSize(n.levels(), kLen, 0, false), nil
+	}
+	return BlockSize(n.levels(), kLen, uint64(n.inline-1), true), nil
 }
 
 // Replace puts a new node in the place of the linked node at old: same key,

@@ -49,6 +49,7 @@ int main(void)
     OFF(node, value);
     OFF(node, key);
     OFF(node, height);
+    OFF(node, inline_size);
     OFF(node, next);
 
     SIZE(index);
