@@ -50,14 +50,21 @@ var errHugePoolShort = errors.New("too few free huge pages")
 var ErrNotHugetlbfs = errors.New("shm: not a hugetlbfs mount")
 
 // hugeTLBPrefix is the start of the names of path's data files in a
-// hugetlbfs directory: the region's name and a hash of its full path, so
-// that regions of the same name in different directories never meet.
+// hugetlbfs directory: the region's name and a hash of its full path and of
+// its directory's device and inode, so that regions of the same name in
+// different directories never meet, nor the same path in two containers
+// (two tmpfs instances) that share one hugetlbfs mount.
 func hugeTLBPrefix(path string) string {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path
 	}
-	return fmt.Sprintf("%s-%08x.", filepath.Base(path), crc32.ChecksumIEEE([]byte(abs)))
+	id := abs
+	var st unix.Stat_t
+	if unix.Stat(filepath.Dir(abs), &st) == nil {
+		id += fmt.Sprintf("\x00%d:%d", st.Dev, st.Ino)
+	}
+	return fmt.Sprintf("%s-%08x.", filepath.Base(path), crc32.ChecksumIEEE([]byte(id)))
 }
 
 func createHugeTLBMapping(path, dir string, size int64, perm os.FileMode, indexCap uint64) (*mapping, error) {
