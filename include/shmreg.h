@@ -42,7 +42,12 @@
  *           The value store is the moment the key becomes visible.
  *   update  the new value is written to fresh pool bytes, then the value word
  *           is swapped to it in one store: a reader sees the old value or the
- *           new one, never a mix.
+ *           new one, never a mix. (Version 2 keeps a value of up to 4096
+ *           bytes inside its node's block, so such an update writes a whole
+ *           new node instead, points the old node's value word at the new
+ *           bytes, links the new node in the old one's place and stores its
+ *           index slot: a reader meets either node, both with the same key
+ *           and, from the first store on, the same value.)
  *   delete  the value word is stored 0 (the moment the key disappears), the
  *           index slot becomes a tombstone, then the node is unlinked
  *           top-down. An unlinked node keeps its next words, so a reader
