@@ -35,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: xlang fixture|grow|churn|put|bench PATH [-for DURATION] [-after DURATION] [-n N] [KEY VALUE]")
+		fmt.Fprintln(os.Stderr, "usage: xlang fixture|grow|churn|put|bench PATH [-hugetlbfs DIR] [-for DURATION] [-after DURATION] [-n N] [KEY VALUE]")
 		os.Exit(2)
 	}
 	mode, path := os.Args[1], os.Args[2]
@@ -44,11 +44,12 @@ func main() {
 	after := fs.Duration("after", 0, "how long put waits (with the writer open) before its commit")
 	n := fs.Int("n", 100000, "how many keys bench writes")
 	pause := fs.Duration("pause", 0, "how long grow sleeps after each commit (0: only briefly every 4096 keys)")
+	hugetlbfs := fs.String("hugetlbfs", "", "fixture: put the data file on this hugetlbfs mount (shm.Options.HugeTLBDir); fail rather than fall back")
 	fs.Parse(os.Args[3:])
 	var err error
 	switch mode {
 	case "fixture":
-		err = fixture(path)
+		err = fixture(path, *hugetlbfs)
 	case "grow":
 		err = grow(path, *dur, *pause)
 	case "churn":
@@ -81,12 +82,15 @@ func SelfChecking(key string, n uint64) []byte {
 	return binary.LittleEndian.AppendUint64(p, h.Sum64())
 }
 
-func fixture(path string) error {
-	w, err := shm.OpenWriter(path, shm.Options{Size: 8 << 20})
+func fixture(path, hugetlbfs string) error {
+	w, err := shm.OpenWriter(path, shm.Options{Size: 8 << 20, HugeTLBDir: hugetlbfs})
 	if err != nil {
 		return err
 	}
 	defer w.Close()
+	if why := w.Stat().HugeTLBFallback; why != "" {
+		return fmt.Errorf("not on hugetlbfs: %s", why)
+	}
 	var b shm.Batch
 	put := func(k string, v []byte) { b.Put([]byte(k), v) }
 	// Shared prefixes, in and out of order.
