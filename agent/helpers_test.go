@@ -141,10 +141,14 @@ func stopAgent(t testing.TB, a *Agent) {
 	}
 }
 
-// regionContents reads every entry of a region.
+// regionContents reads every entry of a region. It is polled every few
+// milliseconds (eventually), with a Reader opened and closed each time: a
+// closed Reader's slots not in hand stay claimed for its read lease, so the
+// lease is short here, or a slow run (the race detector) would hold all
+// 1024 slots of the region's control file and the next open would fail.
 func regionContents(t testing.TB, path string) map[string]string {
 	t.Helper()
-	r, err := shm.Open(path, shm.Options{})
+	r, err := shm.Open(path, shm.Options{ReadLease: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

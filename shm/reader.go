@@ -119,15 +119,16 @@ func (r *Reader) newHandle() any {
 	}
 	r.nonce++
 	i, err := r.ctl.claimSlot(r.nonce, r.mine)
-	if errors.Is(err, ErrNoSlots) && len(r.mine) > 0 {
-		// Handles the pool dropped give their slots back only when the
-		// garbage collector finds them; under GC pressure (or the race
-		// detector, whose pool drops items on purpose) that can lag behind.
-		// Collect, let the cleanups run, and try again once.
+	// Handles the pool dropped give their slots back only when the garbage
+	// collector finds them and their cleanups run; under GC pressure, on a
+	// loaded machine, or under the race detector (whose pool drops items on
+	// purpose) that can lag behind. Collect, give the cleanups time (1 ms,
+	// then doubling, about 0.25 s in all), and try again.
+	for wait := time.Millisecond; errors.Is(err, ErrNoSlots) && len(r.mine) > 0 && wait <= 128*time.Millisecond; wait *= 2 {
 		r.mu.Unlock()
 		runtime.GC()
 		runtime.GC()
-		time.Sleep(time.Millisecond)
+		time.Sleep(wait)
 		r.mu.Lock()
 		if r.closed {
 			r.claimErr = ErrClosed
@@ -521,8 +522,12 @@ func (r *Reader) Wait(ctx context.Context, seen uint32) (uint32, error) {
 // under way finish normally: the slots they hold and the mappings are
 // released only after the read lease has passed (so a concurrent read never
 // touches unmapped memory, and its slot is never handed to another process
-// while it still writes to it). Slots of idle handles go back at once.
-// Slices obtained from View or Scan must not be used after Close.
+// while it still writes to it). Slots of idle handles go back at once;
+// those of handles the pool keeps out of Close's reach (other processors'
+// caches) go back after the lease too. So open a Reader once and keep it: a
+// process that opens and closes Readers in a loop holds up to a lease's
+// worth of their slots, and can run out of them (ErrNoSlots). Slices
+// obtained from View or Scan must not be used after Close.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	if r.closed {
