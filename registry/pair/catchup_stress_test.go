@@ -172,7 +172,11 @@ func TestStressResumeAndCatchUp(t *testing.T) {
 		if m.name[:3] == "res" {
 			continue // they stop at a random point; checked by their own order checks
 		}
-		eventually(t, 10*time.Second, m.name+" converges", func() bool {
+		// The raw readers are slow on purpose (a 4 KiB socket buffer, a
+		// millisecond a frame) and still draining when the writers stop;
+		// on a loaded machine (all packages' tests at once on 2 cores) 10 s
+		// was seen not to be enough while they still made progress.
+		eventually(t, 45*time.Second, m.name+" converges", func() bool {
 			m.mu.Lock()
 			prefixes := append([]string(nil), m.prefixes...)
 			m.mu.Unlock()
@@ -203,7 +207,11 @@ func TestStressResumeAndCatchUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, m.name+" converges", func() bool {
+		// The raw readers are slow on purpose (a 4 KiB socket buffer, a
+		// millisecond a frame) and still draining when the writers stop;
+		// on a loaded machine (all packages' tests at once on 2 cores) 10 s
+		// was seen not to be enough while they still made progress.
+		eventually(t, 45*time.Second, m.name+" converges", func() bool {
 			nctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 			b, err := sub.Next(nctx)
 			cancel()
