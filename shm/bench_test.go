@@ -252,6 +252,22 @@ func TestMain(m *testing.M) {
 // session-v1 reads the same entries from a region whose values all lie
 // apart from their nodes, where layout version 1 put them: the layout
 // change's before and after in one run.
+// sessionLookups times b.N lookups of d's keys, in d's order, through one
+// Session.
+func sessionLookups(b *testing.B, d *benchData, touch func([]byte) error) {
+	s, err := d.r.Session()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkLookupCost(b *testing.B) {
 	sizes := []int{1, 10_000, 100_000, 1_000_000}
 	if os.Getenv("SHMREG_BENCH_10M") == "1" {
@@ -268,32 +284,10 @@ func BenchmarkLookupCost(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("session/n=%d", n), func(b *testing.B) {
-			d := benchRegion(b, n)
-			s, err := d.r.Session()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
-					b.Fatal(err)
-				}
-			}
+			sessionLookups(b, benchRegion(b, n), touch)
 		})
 		b.Run(fmt.Sprintf("session-v1/n=%d", n), func(b *testing.B) {
-			d := benchRegionIn(b, benchWhere{n: n, base: benchBase(), v1: true})
-			s, err := d.r.Session()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
-					b.Fatal(err)
-				}
-			}
+			sessionLookups(b, benchRegionIn(b, benchWhere{n: n, base: benchBase(), v1: true}), touch)
 		})
 		b.Run(fmt.Sprintf("reader/n=%d", n), func(b *testing.B) {
 			d := benchRegion(b, n)
@@ -311,17 +305,7 @@ func BenchmarkLookupCost(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				s, err := d.r.Session()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := s.View(d.order[i&(len(d.order)-1)], touch); err != nil {
-						b.Fatal(err)
-					}
-				}
+				sessionLookups(b, d, touch)
 				b.ReportMetric(100*float64(p.HugeMappedBytes)/float64(max(p.MappedBytes, 1)), "huge-%")
 			})
 		}

@@ -70,16 +70,7 @@ func TestHugePagesOnHugeTmpfs(t *testing.T) {
 func TestNoHugePagesOnPlainTmpfs(t *testing.T) {
 	dir := hugeDir(t, "never")
 	opts := Options{Dir: dir, Size: 1 << 20}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := Open("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	_, r := openPair(t, opts)
 	p, err := r.Pages()
 	if err != nil {
 		t.Fatal(err)

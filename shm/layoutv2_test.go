@@ -44,16 +44,7 @@ func fsckClean(t *testing.T, name string, opts Options) {
 // the node, any other update puts a new node in the old one's place.
 func TestValuesLiveBesideTheirNodes(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 4 << 20}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := Open("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := openPair(t, opts)
 	small := func(s string) []byte { return []byte("small " + s) }
 	large := func(s string) []byte { return bytes.Repeat([]byte(s), inlineMax/len(s)+1) }
 	steps := []struct {
@@ -115,16 +106,7 @@ func TestValuesLiveBesideTheirNodes(t *testing.T) {
 // replaced nodes must be reused, or the region would be rebuilt.
 func TestInlineModel(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 8 << 20, ReadLease: time.Hour}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := Open("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := openPair(t, opts)
 	rng := rand.New(rand.NewPCG(18, 2))
 	model := map[string][]byte{}
 	keys := make([]string, 300)
@@ -278,16 +260,7 @@ func TestInlineBlockSize(t *testing.T) {
 // first, so both paths change at one store.
 func TestOverwriteNeverGoesBackAcrossPaths(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 16 << 20}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := Open("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := openPair(t, opts)
 	const keys = 16
 	key := func(i int) []byte { return []byte(fmt.Sprintf("k/%02d", i)) }
 	val := func(n uint64) []byte { return []byte(fmt.Sprintf("%012d", n)) }
@@ -350,16 +323,7 @@ func TestOverwriteNeverGoesBackAcrossPaths(t *testing.T) {
 // the new value already.
 func TestReplaceSwitchesBothPathsAtOnce(t *testing.T) {
 	opts := Options{Dir: t.TempDir(), Size: 4 << 20}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	r, err := Open("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w, r := openPair(t, opts)
 	for i := 0; i < 100; i++ {
 		if err := w.Put([]byte(fmt.Sprintf("k/%03d", i)), []byte("old")); err != nil {
 			t.Fatal(err)

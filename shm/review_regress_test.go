@@ -283,61 +283,18 @@ func TestHugeTLBNoLeakAfterKilledMove(t *testing.T) {
 // "incomplete region" (with regular files the rename is atomic and an open
 // always finds one of the two files). The old file now stays a read lease.
 func TestOpenDuringHugeTLBRebuild(t *testing.T) {
-	huge := reviewHugeMount(t, "size=16M")
-	opts := Options{Dir: t.TempDir(), Size: 2 << 20, HugeTLBDir: huge}
-	w, err := OpenWriter("r", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Put([]byte("k"), []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			default:
-			}
-			if err := w.Compact(); err != nil {
-				t.Error(err)
-			}
-			n++
-		}
-	}()
-	ropts := Options{Dir: opts.Dir, ReadLease: 5 * time.Millisecond} // Close keeps the control file open a lease long
-	deadline := time.Now().Add(time.Second)
-	opens, fails := 0, 0
-	var first error
-	for time.Now().Before(deadline) {
-		r, err := Open("r", ropts)
-		opens++
-		if err != nil {
-			fails++
-			if first == nil {
-				first = err
-			}
-			continue
-		}
-		r.Close()
-	}
-	close(stop)
-	rebuilds := <-done
-	t.Logf("%d opens, %d rebuilds", opens, rebuilds)
-	if fails > 0 {
-		t.Fatalf("%d of %d opens failed during rebuilds, first: %v", fails, opens, first)
-	}
+	opensDuringRebuilds(t, reviewHugeMount(t, "size=16M"))
 }
 
 // TestOpenDuringPlainRebuild is the same with regular files, where the
 // rename is atomic.
 func TestOpenDuringPlainRebuild(t *testing.T) {
-	huge := ""
+	opensDuringRebuilds(t, "")
+}
+
+// opensDuringRebuilds opens and closes Readers for a second while the
+// writer rebuilds the region over and over; every open must succeed.
+func opensDuringRebuilds(t *testing.T, huge string) {
 	opts := Options{Dir: t.TempDir(), Size: 2 << 20, HugeTLBDir: huge}
 	w, err := OpenWriter("r", opts)
 	if err != nil {
